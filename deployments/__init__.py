@@ -1,0 +1,1 @@
+"""Ray Serve deployments: one stage each, thin wrappers around ``speakerscribe``."""

@@ -1,0 +1,213 @@
+"""The HTTP front door: OpenAI-compatible routes on FastAPI, fanning out to the model stages."""
+
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import UploadFile
+
+from speakerscribe.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    SpeechServerError,
+    UnsupportedMediaError,
+)
+from speakerscribe.formats import render
+from speakerscribe.protocol import (
+    LIST_FIELDS,
+    WHISPER_1,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    TranscriptionRequest,
+)
+from speakerscribe.serving import TranscriptionService, server_timing
+from speakerscribe.settings import Settings
+from speakerscribe.transcription import DecodeOptions
+from speakerscribe.types import Segment, SpeakerTurn
+
+logger = logging.getLogger("ray.serve")
+
+api = FastAPI(
+    title="speakerscribe",
+    summary="Who said what and when: OpenAI-compatible transcription with speaker labels.",
+    version="0.1.0",
+)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 500, 503, 504)
+}
+
+
+class HandleStages:
+    """``speakerscribe.serving.Stages`` over DeploymentHandles."""
+
+    def __init__(self, separator: DeploymentHandle, transcriber: DeploymentHandle, diarizer: DeploymentHandle):
+        self.separator = separator
+        self.transcriber = transcriber
+        self.diarizer = diarizer
+
+    async def separate(self, audio: np.ndarray) -> np.ndarray:
+        return await self.separator.separate.remote(audio)
+
+    async def detect_language(self, audio: np.ndarray) -> str:
+        return await self.transcriber.detect_language.remote(audio)
+
+    async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
+        return await self.transcriber.transcribe.remote(piece, options)
+
+    async def diarize(self, audio, num_speakers, min_speakers, max_speakers) -> list[SpeakerTurn]:
+        return await self.diarizer.diarize.remote(audio, num_speakers, min_speakers, max_speakers)
+
+
+def error_response(error: SpeechServerError) -> JSONResponse:
+    return JSONResponse(error.to_openai(), status_code=error.status_code)
+
+
+@api.exception_handler(SpeechServerError)
+async def _speech_error(_: Request, error: SpeechServerError) -> JSONResponse:
+    return error_response(error)
+
+
+@api.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    first = error.errors()[0]
+    param = ".".join(str(p) for p in first["loc"][1:]) or None
+    return error_response(InvalidRequestError(f"{param}: {first['msg']}", param=param))
+
+
+async def _ready(handle: DeploymentHandle) -> bool:
+    return await handle.ready.remote()
+
+
+def _form_schema() -> dict[str, Any]:
+    """OpenAPI schema of the multipart form, derived from TranscriptionRequest."""
+    schema = TranscriptionRequest.model_json_schema()
+    schema["properties"] = {
+        "file": {"type": "string", "format": "binary"},
+        **schema["properties"],
+    }
+    schema["required"] = ["file"]
+    return schema
+
+
+@serve.deployment(
+    max_ongoing_requests=256,  # Serve's default of 5 would cap how many pieces reach the batcher
+    ray_actor_options={"num_cpus": 0.5},
+)
+@serve.ingress(api)
+class SpeechIngress:
+    def __init__(
+        self,
+        settings: Settings,
+        separator: DeploymentHandle,
+        transcriber: DeploymentHandle,
+        diarizer: DeploymentHandle,
+    ):
+        self.settings = settings
+        self.stages = HandleStages(separator, transcriber, diarizer)
+        self._service: TranscriptionService | None = None
+
+    async def service(self) -> TranscriptionService:
+        if self._service is None:
+            multilingual = await self.stages.transcriber.is_multilingual.remote()
+            self._service = TranscriptionService(self.settings, self.stages, multilingual=multilingual)
+        return self._service
+
+    @api.post(
+        "/v1/audio/transcriptions",
+        responses=ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": _form_schema()}},
+            }
+        },
+    )
+    async def create_transcription(self, request: Request) -> Response:
+        """Transcribe (and by default diarize) an uploaded audio file, as OpenAI's endpoint."""
+        fields, data = await self._read_form(request)
+        transcription_request = TranscriptionRequest.from_form(fields)
+        service = await self.service()
+        result = await service.transcribe(data, transcription_request)
+        body, media_type = render(
+            result, transcription_request.response_format, transcription_request.timestamp_granularities
+        )
+        headers = {"Server-Timing": server_timing(result.stage_seconds)}
+        if isinstance(body, dict):
+            return JSONResponse(body, headers=headers)
+        return PlainTextResponse(body, media_type=media_type, headers=headers)
+
+    @api.get("/v1/models", response_model=ModelList)
+    async def list_models(self) -> ModelList:
+        return ModelList(data=[ModelCard(id=self.settings.model_id), ModelCard(id=WHISPER_1)])
+
+    @api.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES)
+    async def get_model(self, model_id: str) -> ModelCard:
+        if model_id not in (self.settings.model_id, WHISPER_1):
+            raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
+        return ModelCard(id=model_id)
+
+    @api.get("/health")
+    async def health(self) -> JSONResponse:
+        """200 only when every stage answers; 503 with the failing ones otherwise."""
+        names = ("separator", "transcriber", "diarizer")
+        handles = [self.stages.separator, self.stages.transcriber, self.stages.diarizer]
+        results = await asyncio.gather(
+            *[asyncio.wait_for(_ready(h), timeout=5.0) for h in handles], return_exceptions=True
+        )
+        status = {name: (r is True) for name, r in zip(names, results)}
+        healthy = all(status.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", "deployments": status},
+            status_code=200 if healthy else 503,
+        )
+
+    async def _read_form(self, request: Request) -> tuple[dict[str, Any], bytes]:
+        """Multipart form → (fields, file bytes); size checked before the body is read."""
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            raise UnsupportedMediaError(
+                "send the audio as multipart/form-data with a 'file' field", param="file"
+            )
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.settings.max_upload_bytes:
+            raise PayloadTooLargeError(
+                f"upload of {int(declared)} bytes is over the {self.settings.max_upload_bytes} byte limit",
+                param="file",
+            )
+        fields: dict[str, Any] = {}
+        data: bytes | None = None
+        try:
+            async with request.form(max_files=1, max_fields=64) as form:
+                for key in form.keys():
+                    name = key.removesuffix("[]")
+                    values = form.getlist(key)
+                    if name == "file":
+                        upload = values[-1]
+                        if not isinstance(upload, UploadFile):
+                            raise InvalidRequestError("'file' must be a file upload", param="file")
+                        data = await upload.read()
+                    elif name in LIST_FIELDS:
+                        fields.setdefault(name, []).extend(values)
+                    else:
+                        fields[name] = values[-1]
+        except SpeechServerError:
+            raise
+        except Exception as error:  # malformed multipart bodies
+            raise InvalidRequestError(f"could not parse the multipart form: {error}") from None
+        if data is None:
+            raise InvalidRequestError("the 'file' field is required", param="file")
+        if len(data) > self.settings.max_upload_bytes:
+            raise PayloadTooLargeError(
+                f"upload is over the {self.settings.max_upload_bytes} byte limit", param="file"
+            )
+        return fields, data

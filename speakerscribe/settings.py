@@ -1,0 +1,138 @@
+"""Settings: one pydantic-settings model, env prefix ``SPEAKERSCRIBE_``, validated at start-up.
+
+The application builder (``pipeline_graph.build``) takes these same fields as its typed
+arguments, so ``serve_config.yaml``'s ``args:``, ``serve run pipeline_graph:app key=value``
+and environment variables all land here and a bad value fails before any replica starts,
+with a message that names the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from speakerscribe.embedded import DEFAULT_MODEL_CACHE
+
+ENV_PREFIX = "SPEAKERSCRIBE_"
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; the defaults run the embedded offline models on a CPU."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # --- transcription (faster-whisper) ---
+    whisper_model: str = Field(
+        "embedded",
+        description="'embedded' (tiny.en shipped on PyPI), any faster-whisper model id "
+        "(tiny, small, large-v3, distil-large-v3…) or a local CTranslate2 model directory.",
+    )
+    served_model_name: str | None = Field(
+        None, description="The model id clients see; defaults to the whisper_model name."
+    )
+    whisper_device: Device = "auto"
+    whisper_compute_type: str = Field(
+        "auto", description="CTranslate2 compute type; auto picks float16 on GPU, int8 on CPU."
+    )
+    whisper_cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 decide.")
+    beam_size: int = Field(5, ge=1, le=20)
+    max_batch_size: int = Field(8, ge=1, le=256, description="pieces per Transcriber model call")
+    batch_wait_timeout_s: float = Field(0.05, ge=0.0, le=10.0)
+
+    # --- chunking ---
+    max_piece_s: float = Field(30.0, gt=1.0, le=30.0, description="longest piece sent to Whisper")
+    cut_search_window_s: float = Field(
+        10.0, ge=0.0, description="look this far back from a piece's end for a pause to cut at"
+    )
+
+    # --- diarization (pyannote.audio) ---
+    enable_speaker_diarization: bool = Field(
+        True, description="default for requests that do not say"
+    )
+    diarization_pipeline: str = Field(
+        "embedded",
+        description="'embedded' (pyannote segmentation + resemblyzer encoder, offline), a "
+        "pyannote pipeline id (pyannote/speaker-diarization-community-1) or a local pipeline dir.",
+    )
+    hf_token: str | None = Field(None, description="Hugging Face token for gated pyannote ids.")
+    diarization_device: Device = "auto"
+    max_speakers_limit: int = Field(20, ge=1, le=100, description="largest speaker count accepted")
+
+    # --- vocal separation ---
+    separation_model: str = Field(
+        "soft-mask",
+        description="'soft-mask' (librosa nearest-neighbour mask, no weights) or a demucs "
+        "model name such as htdemucs, loaded from separation_repo when set.",
+    )
+    separation_repo: Path | None = Field(None, description="local demucs checkpoint repository")
+    separation_device: Device = "auto"
+
+    # --- limits and paths ---
+    model_cache_dir: Path = DEFAULT_MODEL_CACHE
+    max_upload_mb: float = Field(500.0, gt=0)
+    max_audio_duration_s: float = Field(4 * 3600.0, gt=0)
+
+    @field_validator("model_cache_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("separation_repo", mode="after")
+    @classmethod
+    def _repo_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_dir():
+            raise ValueError(f"directory does not exist: {value}")
+        return value.expanduser() if value is not None else None
+
+    @field_validator("whisper_model", "diarization_pipeline", "separation_model")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _max_piece_vs_window(self) -> "Settings":
+        if self.cut_search_window_s >= self.max_piece_s:
+            raise ValueError(
+                f"cut_search_window_s ({self.cut_search_window_s}) must be smaller than "
+                f"max_piece_s ({self.max_piece_s})"
+            )
+        return self
+
+    @property
+    def model_id(self) -> str:
+        """The id of the default Whisper model as clients see it."""
+        if self.served_model_name:
+            return self.served_model_name
+        return "whisper-tiny.en" if self.whisper_model == "embedded" else self.whisper_model
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+class SettingsError(ValueError):
+    """Settings failed validation; the message names each bad field."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "settings"
+        env = f" (env {ENV_PREFIX}{field.upper()})" if item["loc"] else ""
+        lines.append(f"  {field}{env}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid speakerscribe settings:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read env vars plus explicit overrides; raise SettingsError naming every bad field."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

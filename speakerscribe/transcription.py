@@ -1,0 +1,271 @@
+"""Batched Whisper decoding of ≤30 s pieces with faster-whisper's batched machinery.
+
+``BatchedInferencePipeline`` batches the VAD chunks of *one* file; a server wants to
+batch pieces of *many* requests. We reuse its pieces (feature extraction, one
+``encode`` + one CTranslate2 ``generate`` over the stacked features, timestamp
+splitting, word alignment) and keep the per-request parts per piece: each piece is
+decoded at offset 0 and aligned on its own slice of the encoder output, so a piece
+gives the same answer whatever else shares its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import ctranslate2
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import (
+    TranscriptionOptions,
+    get_compression_ratio,
+    get_suppressed_tokens,
+)
+
+from speakerscribe.devices import whisper_device
+from speakerscribe.embedded import whisper_tiny_en_path
+from speakerscribe.errors import InvalidRequestError, ModelFailureError
+from speakerscribe.types import SAMPLE_RATE, Segment, Word
+
+logger = logging.getLogger(__name__)
+
+Task = Literal["transcribe", "translate"]
+
+# Whisper's own rule for dropping a segment as silence (openai/whisper transcribe.py).
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """What a piece is decoded with. Hashable: one model call only mixes equal options."""
+
+    language: str | None = None
+    task: Task = "transcribe"
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = True
+    beam_size: int = 5
+
+
+@dataclass(slots=True)
+class PieceTranscript:
+    """Segments of one piece, times relative to the piece's start."""
+
+    segments: list[Segment]
+    language: str
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """float16 on GPU, int8 on CPU, unless the settings name one."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def load_whisper_model(
+    model: str,
+    *,
+    device: str = "auto",
+    compute_type: str = "auto",
+    cpu_threads: int = 0,
+    download_root: str | Path | None = None,
+) -> WhisperModel:
+    """'embedded' → the tiny.en model shipped on PyPI; otherwise any faster-whisper id or path.
+
+    A local directory never touches the network; an id is fetched into ``download_root``
+    (the shared model cache) the first time, as faster-whisper does.
+    """
+    device = whisper_device(device)
+    source = str(whisper_tiny_en_path()) if model == "embedded" else model
+    is_local = Path(source).expanduser().is_dir()
+    if not is_local and os.sep in source and not source.count("/") == 1:
+        raise InvalidRequestError(f"Whisper model directory not found: {source}", param="model")
+    return WhisperModel(
+        str(Path(source).expanduser()) if is_local else source,
+        device=device,
+        compute_type=resolve_compute_type(compute_type, device),
+        cpu_threads=cpu_threads,
+        download_root=str(download_root) if download_root and not is_local else None,
+        local_files_only=is_local,
+    )
+
+
+class BatchTranscriber:
+    """Decodes lists of pieces in one model call; plain Python, wrapped by the Ray deployment."""
+
+    def __init__(self, model: WhisperModel):
+        self.model = model
+        self._pipeline = BatchedInferencePipeline(model)
+        self.is_multilingual = bool(model.model.is_multilingual)
+
+    def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        """Language of the first 30 s, as faster-whisper decides it for a whole file."""
+        if not self.is_multilingual:
+            return "en", 1.0
+        language, probability, _ = self.model.detect_language(audio=audio[: 30 * SAMPLE_RATE])
+        return language, float(probability)
+
+    def transcribe(
+        self, pieces: list[np.ndarray], options: DecodeOptions
+    ) -> list[PieceTranscript | Exception]:
+        """Decode ``pieces`` (each ≤ 30 s, same options) together.
+
+        If the batched call fails, each piece is retried alone so that one bad piece
+        fails only its own request: its slot holds the exception.
+        """
+        if not pieces:
+            return []
+        try:
+            return list(self._transcribe_batch(pieces, options))
+        except Exception:  # noqa: BLE001 - isolate the failing piece below
+            if len(pieces) == 1:
+                logger.exception("Whisper failed on a piece")
+                return [ModelFailureError("transcription failed for this audio")]
+            results: list[PieceTranscript | Exception] = []
+            for piece in pieces:
+                results.extend(self.transcribe([piece], options))
+            return results
+
+    def _transcribe_batch(self, pieces: list[np.ndarray], options: DecodeOptions):
+        language = options.language or ("en" if not self.is_multilingual else None)
+        if language is None:
+            raise InvalidRequestError("language must be resolved before decoding", param="language")
+        tokenizer = Tokenizer(
+            self.model.hf_tokenizer,
+            self.is_multilingual,
+            task=options.task,
+            language=language,
+        )
+        fw_options = self._fw_options(tokenizer, options)
+        features = np.stack(
+            [pad_or_trim(self.model.feature_extractor(piece)[..., :-1]) for piece in pieces]
+        )
+        encoder_output, outputs = self._pipeline.generate_segment_batched(
+            features, tokenizer, fw_options
+        )
+        frames_per_second = self.model.frames_per_second
+        for index, (piece, output) in enumerate(zip(pieces, outputs)):
+            duration = piece.shape[0] / SAMPLE_RATE
+            segment_size = int(np.ceil(duration) * frames_per_second)
+            subsegments, _, _ = self.model._split_segments_by_timestamps(
+                tokenizer=tokenizer,
+                tokens=output["tokens"],
+                time_offset=0.0,
+                segment_size=segment_size,
+                segment_duration=duration,
+                seek=0,
+            )
+            raw = [
+                dict(
+                    text=tokenizer.decode(sub["tokens"]),
+                    tokens=sub["tokens"],
+                    start=sub["start"],
+                    end=sub["end"],
+                    seek=0,
+                )
+                for sub in subsegments
+                if sub["tokens"]
+            ]
+            if options.word_timestamps and raw:
+                self.model.add_word_timestamps(
+                    [raw],
+                    tokenizer,
+                    _slice_batch(encoder_output, index),
+                    [segment_size],
+                    fw_options.prepend_punctuations,
+                    fw_options.append_punctuations,
+                    0.0,
+                )
+            yield PieceTranscript(
+                segments=self._to_segments(raw, output, options, duration), language=language
+            )
+
+    def _fw_options(self, tokenizer: Tokenizer, options: DecodeOptions) -> TranscriptionOptions:
+        return TranscriptionOptions(
+            beam_size=options.beam_size,
+            best_of=5,
+            patience=1.0,
+            length_penalty=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            log_prob_threshold=LOGPROB_THRESHOLD,
+            no_speech_threshold=NO_SPEECH_THRESHOLD,
+            compression_ratio_threshold=2.4,
+            condition_on_previous_text=False,
+            prompt_reset_on_temperature=0.5,
+            temperatures=[options.temperature],
+            initial_prompt=options.prompt or None,
+            prefix=None,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            without_timestamps=False,
+            max_initial_timestamp=1.0,
+            word_timestamps=options.word_timestamps,
+            prepend_punctuations="\"'“¿([{-",
+            append_punctuations="\"'.。,，!！?？:：”)]}、",
+            multilingual=False,
+            max_new_tokens=None,
+            clip_timestamps="0",
+            hallucination_silence_threshold=None,
+            hotwords=None,
+        )
+
+    @staticmethod
+    def _to_segments(
+        raw: list[dict], output: dict, options: DecodeOptions, duration: float
+    ) -> list[Segment]:
+        no_speech = float(output["no_speech_prob"])
+        avg_logprob = float(output["avg_logprob"])
+        if no_speech > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
+            return []  # Whisper's silence rule: the piece holds no speech
+        segments = []
+        for item in raw:
+            text = item["text"]
+            if not text.strip():
+                continue
+            words = [
+                Word(
+                    word=w["word"],
+                    start=round(min(float(w["start"]), duration), 3),
+                    end=round(min(float(w["end"]), duration), 3),
+                    probability=float(w["probability"]),
+                )
+                for w in item.get("words", [])
+            ]
+            segments.append(
+                Segment(
+                    id=len(segments),
+                    seek=0,
+                    start=round(min(float(item["start"]), duration), 3),
+                    end=round(min(float(item["end"]), duration), 3),
+                    text=text,
+                    tokens=list(item["tokens"]),
+                    temperature=options.temperature,
+                    avg_logprob=avg_logprob,
+                    compression_ratio=get_compression_ratio(text),
+                    no_speech_prob=no_speech,
+                    words=words,
+                )
+            )
+        return segments
+
+
+def _slice_batch(storage: ctranslate2.StorageView, index: int) -> ctranslate2.StorageView:
+    """One item of a batched encoder output, without re-encoding."""
+    if storage.device == "cpu":
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(storage)[index : index + 1]))
+    import torch  # CUDA storage: go through torch's view of the same memory
+
+    return ctranslate2.StorageView.from_array(
+        torch.as_tensor(storage, device="cuda")[index : index + 1].contiguous()
+    )
+
+
+def with_language(options: DecodeOptions, language: str) -> DecodeOptions:
+    return replace(options, language=language)

@@ -101,7 +101,7 @@ def _form_schema() -> dict[str, Any]:
 
 @serve.deployment(
     max_ongoing_requests=256,  # Serve's default of 5 would cap how many pieces reach the batcher
-    ray_actor_options={"num_cpus": 0.5},
+    ray_actor_options={"num_cpus": 0.25},
 )
 @serve.ingress(api)
 class SpeechIngress:
@@ -174,7 +174,7 @@ class SpeechIngress:
     async def _read_form(self, request: Request) -> tuple[dict[str, Any], bytes]:
         """Multipart form → (fields, file bytes); size checked before the body is read."""
         content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
+        if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             raise UnsupportedMediaError(
                 "send the audio as multipart/form-data with a 'file' field", param="file"
             )

@@ -137,3 +137,19 @@ def attribute_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> lis
     segments = split_at_speaker_changes(segments)
     relabel_by_first_appearance(segments)
     return segments
+
+
+def merge_channels(channels: list[list[Segment]]) -> list[Segment]:
+    """One speaker per channel (A = left, B = right), segments interleaved by start time."""
+    merged: list[Segment] = []
+    for index, segments in enumerate(channels):
+        label = letter_label(index)
+        for segment in segments:
+            segment.speaker = label
+            for word in segment.words:
+                word.speaker = label
+            merged.append(segment)
+    merged.sort(key=lambda s: (s.start, s.end))
+    for number, segment in enumerate(merged):
+        segment.id = number
+    return merged

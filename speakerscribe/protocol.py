@@ -37,6 +37,7 @@ class TranscriptionRequest(BaseModel):
     stream: bool = False
     enable_speaker_diarization: bool | None = None
     enable_vocal_separation: bool = False
+    multichannel: bool = False
     num_speakers: int | None = Field(None, ge=1)
     min_speakers: int | None = Field(None, ge=1)
     max_speakers: int | None = Field(None, ge=1)

@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from speakerscribe.alignment import attribute_speakers
-from speakerscribe.audio import decode_audio_bytes, duration_s
-from speakerscribe.chunking import split_audio, stitch
+from speakerscribe.alignment import attribute_speakers, merge_channels
+from speakerscribe.audio import decode_audio_bytes, decode_audio_channels, duration_s
+from speakerscribe.chunking import Piece, split_audio, stitch
 from speakerscribe.errors import InvalidRequestError, ModelNotFoundError
 from speakerscribe.formats import TranscriptionResult
 from speakerscribe.protocol import WHISPER_1, TranscriptionRequest
@@ -94,32 +94,37 @@ class TranscriptionService:
     async def transcribe(
         self, data: bytes, request: TranscriptionRequest, task: str = "transcribe"
     ) -> TranscriptionResult:
+        """Decode once; per track (the mix, or each channel): separate, chunk, transcribe.
+
+        The diarizer runs on the whole mix concurrently with transcription; with
+        ``multichannel`` each channel is its own speaker and no diarizer is needed.
+        """
         self.resolve_model(request.model)
         self.check_speaker_limits(request)
         clock = StageClock()
         with clock.measure("decode"):
-            audio = await asyncio.to_thread(
-                decode_audio_bytes, data, max_duration_s=self.settings.max_audio_duration_s
-            )
+            if request.multichannel:
+                tracks = await asyncio.to_thread(
+                    decode_audio_channels, data, max_duration_s=self.settings.max_audio_duration_s
+                )
+            else:
+                tracks = [
+                    await asyncio.to_thread(
+                        decode_audio_bytes, data, max_duration_s=self.settings.max_audio_duration_s
+                    )
+                ]
         del data
         if request.enable_vocal_separation:
             with clock.measure("separation"):
-                audio = await self.stages.separate(audio)
+                tracks = list(await asyncio.gather(*[self.stages.separate(t) for t in tracks]))
         diarize = request.wants_diarization(self.settings.enable_speaker_diarization)
         with clock.measure("chunking"):
-            pieces = await asyncio.to_thread(
-                split_audio,
-                audio,
-                max_piece_s=self.settings.max_piece_s,
-                search_window_s=self.settings.cut_search_window_s,
-            )
-        speech_pieces = [p for p in pieces if p.has_speech]
-        language = request.language
-        if language is None and self.multilingual and speech_pieces:
-            first = speech_pieces[0]
-            language = await self.stages.detect_language(audio[first.start :])
+            plans = [
+                [p for p in await asyncio.to_thread(self._plan, track) if p.has_speech]
+                for track in tracks
+            ]
         options = DecodeOptions(
-            language=language or "en",
+            language=await self._language(request, tracks, plans),
             task=task,  # type: ignore[arg-type]
             prompt=request.prompt,
             temperature=request.temperature,
@@ -130,32 +135,61 @@ class TranscriptionService:
             clock,
             "transcription",
             asyncio.gather(
-                *[self.stages.transcribe(audio[p.start : p.end], options) for p in speech_pieces]
+                *[self._transcribe_track(t, plan, options) for t, plan in zip(tracks, plans)]
             ),
         )
-        if diarize:
+        turns: list[SpeakerTurn] = []
+        if diarize and not request.multichannel:
             diarization = self._timed(
                 clock,
                 "diarization",
                 self.stages.diarize(
-                    audio, request.num_speakers, request.min_speakers, request.max_speakers
+                    tracks[0], request.num_speakers, request.min_speakers, request.max_speakers
                 ),
             )
-            piece_segments, turns = await asyncio.gather(transcription, diarization)
+            track_segments, turns = await asyncio.gather(transcription, diarization)
         else:
-            piece_segments, turns = await transcription, []
+            track_segments = await transcription
         with clock.measure("merge"):
-            segments = stitch(speech_pieces, list(piece_segments))
-            if diarize:
-                segments = attribute_speakers(segments, turns)
+            if request.multichannel:
+                segments = merge_channels(track_segments)
+            elif diarize:
+                segments = attribute_speakers(track_segments[0], turns)
+            else:
+                segments = track_segments[0]
         return TranscriptionResult(
-            duration=duration_s(audio),
+            duration=duration_s(tracks[0]),
             language=options.language or "en",
             segments=segments,
             task=task,
-            diarized=diarize,
+            diarized=diarize or request.multichannel,
             stage_seconds=clock.seconds,
         )
+
+    def _plan(self, audio: np.ndarray) -> list[Piece]:
+        return split_audio(
+            audio, max_piece_s=self.settings.max_piece_s, search_window_s=self.settings.cut_search_window_s
+        )
+
+    async def _language(
+        self, request: TranscriptionRequest, tracks: list[np.ndarray], plans: list[list[Piece]]
+    ) -> str:
+        """The request's language, else detected on the first speech (multilingual models)."""
+        if request.language or not self.multilingual:
+            return request.language or "en"
+        for track, plan in zip(tracks, plans):
+            if plan:
+                return await self.stages.detect_language(track[plan[0].start :])
+        return "en"
+
+    async def _transcribe_track(
+        self, audio: np.ndarray, pieces: list[Piece], options: DecodeOptions
+    ) -> list[Segment]:
+        """All pieces of one track go to the Transcriber at once, so they can share batches."""
+        results = await asyncio.gather(
+            *[self.stages.transcribe(audio[p.start : p.end], options) for p in pieces]
+        )
+        return stitch(pieces, list(results))
 
     @staticmethod
     async def _timed(clock: StageClock, stage: str, awaitable):

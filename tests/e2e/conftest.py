@@ -1,0 +1,53 @@
+"""One running Serve application for the whole e2e session, reached over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import requests
+
+PORT = int(os.environ.get("SPEAKERSCRIBE_TEST_PORT", "8123"))
+BASE_URL = f"http://127.0.0.1:{PORT}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    # 2 real cores here: a larger logical count lets every replica be placed.
+    ray.init(num_cpus=8, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(ray_cluster) -> str:
+    """The full application (embedded models) on BASE_URL; torn down at the end."""
+    from ray import serve
+
+    from pipeline_graph import build
+    from speakerscribe.settings import load_settings
+
+    serve.start(http_options={"host": "127.0.0.1", "port": PORT})
+    serve.run(build(load_settings()), name="speakerscribe", route_prefix="/", blocking=False)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if requests.get(f"{BASE_URL}/health", timeout=10).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        pytest.fail("the application did not become healthy within 300 s")
+    yield BASE_URL
+    serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server}/v1", api_key="not-needed", timeout=600, max_retries=0)

@@ -29,7 +29,7 @@ from faster_whisper.transcribe import (
 
 from speakerscribe.devices import whisper_device
 from speakerscribe.embedded import whisper_tiny_en_path
-from speakerscribe.errors import InvalidRequestError, ModelFailureError
+from speakerscribe.errors import InvalidRequestError, ModelFailureError, ModelNotFoundError
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def load_whisper_model(
     source = str(whisper_tiny_en_path()) if model == "embedded" else model
     is_local = Path(source).expanduser().is_dir()
     if not is_local and os.sep in source and not source.count("/") == 1:
-        raise InvalidRequestError(f"Whisper model directory not found: {source}", param="model")
+        raise ModelNotFoundError(f"Whisper model directory not found: {source}", param="model")
     return WhisperModel(
         str(Path(source).expanduser()) if is_local else source,
         device=device,

@@ -1,0 +1,107 @@
+"""The transcription flow without Ray: fake stages record what the ingress sends them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from speakerscribe.errors import ModelNotFoundError
+from speakerscribe.protocol import TranscriptionRequest
+from speakerscribe.serving import TranscriptionService, server_timing
+from speakerscribe.settings import load_settings
+from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn, Word
+
+
+class FakeStages:
+    """Each piece 'says' one word at its middle; the diarizer says A before 20 s, B after."""
+
+    def __init__(self):
+        self.pieces: list[int] = []
+        self.diarized = 0
+        self.separated = 0
+
+    async def separate(self, audio):
+        self.separated += 1
+        return audio
+
+    async def detect_language(self, audio):
+        return "de"
+
+    async def transcribe(self, piece, options):
+        self.pieces.append(piece.shape[0])
+        middle = piece.shape[0] / SAMPLE_RATE / 2
+        words = [Word(" w", middle - 0.1, middle + 0.1)] if options.word_timestamps else []
+        return [Segment(0, 0, middle - 0.1, middle + 0.1, " w", words=words)]
+
+    async def diarize(self, audio, num_speakers, min_speakers, max_speakers):
+        self.diarized += 1
+        end = audio.shape[0] / SAMPLE_RATE
+        return [SpeakerTurn(0.0, 20.0, "s1"), SpeakerTurn(20.0, end, "s2")]
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    import io
+
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, SAMPLE_RATE, format="WAV")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def long_speech(testdata) -> bytes:
+    from speakerscribe.audio import decode_audio_bytes
+
+    sample = decode_audio_bytes((testdata / "pyannote/sample.wav").read_bytes())
+    return wav_bytes(np.concatenate([sample, sample, sample]))  # 90 s
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_pieces_fan_out_and_words_get_speakers(long_speech):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+    result = run(service.transcribe(long_speech, TranscriptionRequest(response_format="diarized_json")))
+    assert len(stages.pieces) >= 3 and max(stages.pieces) <= 30 * SAMPLE_RATE
+    assert stages.diarized == 1 and result.diarized
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and result.duration == 90.0
+    assert {s.speaker for s in result.segments} == {"A", "B"}
+    assert set(result.stage_seconds) >= {"decode", "chunking", "transcription", "diarization", "merge"}
+    assert "transcription;dur=" in server_timing(result.stage_seconds)
+
+
+def test_diarization_off_skips_the_diarizer_and_word_timestamps(long_speech):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+    request = TranscriptionRequest(enable_speaker_diarization=False)
+    result = run(service.transcribe(long_speech, request))
+    assert stages.diarized == 0 and not result.diarized
+    assert all(not s.words and s.speaker is None for s in result.segments)
+
+
+def test_separation_and_language_detection(long_speech):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages, multilingual=True)
+    result = run(service.transcribe(long_speech, TranscriptionRequest(enable_vocal_separation=True)))
+    assert stages.separated == 1 and result.language == "de"
+
+
+def test_silence_sends_nothing_to_the_transcriber():
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+    silence = wav_bytes(np.zeros(120 * SAMPLE_RATE, dtype=np.float32))
+    result = run(service.transcribe(silence, TranscriptionRequest(enable_speaker_diarization=False)))
+    assert stages.pieces == [] and result.text == "" and result.duration == 120.0
+
+
+def test_unknown_model_is_404_and_alias_works():
+    service = TranscriptionService(load_settings(), FakeStages())
+    assert service.resolve_model("whisper-1") == service.resolve_model(None)
+    with pytest.raises(ModelNotFoundError):
+        service.resolve_model("gpt-9")

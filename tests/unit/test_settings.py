@@ -1,0 +1,34 @@
+"""Settings: env prefix, defaults give the embedded models, errors name the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from speakerscribe.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_models():
+    settings = load_settings()
+    assert settings.whisper_model == "embedded" and settings.diarization_pipeline == "embedded"
+    assert settings.model_id == "whisper-tiny.en"
+
+
+def test_env_prefix(monkeypatch):
+    monkeypatch.setenv("SPEAKERSCRIBE_BEAM_SIZE", "2")
+    assert load_settings().beam_size == 2
+
+
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"beam_size": 0}, "beam_size"),
+        ({"max_piece_s": 45}, "max_piece_s"),
+        ({"separation_repo": "/no/such/dir"}, "separation_repo"),
+        ({"whisper_model": " "}, "whisper_model"),
+        ({"unknown_knob": 1}, "unknown_knob"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, field):
+    with pytest.raises(SettingsError) as raised:
+        load_settings(**overrides)
+    assert field in str(raised.value)

@@ -1,0 +1,62 @@
+"""Batched decoding equals one-piece decoding, on the embedded tiny.en model (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from speakerscribe.audio import decode_audio_bytes
+from speakerscribe.errors import ModelFailureError
+from speakerscribe.scoring import word_error_rate
+from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> BatchTranscriber:
+    return BatchTranscriber(load_whisper_model("embedded", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def pieces(testdata):
+    jfk = decode_audio_bytes((testdata / "faster-whisper/jfk.flac").read_bytes())
+    sample = decode_audio_bytes((testdata / "pyannote/sample.wav").read_bytes())
+    clip = decode_audio_bytes((testdata / "speechbrain/spk1_snt1.wav").read_bytes())
+    return [jfk, sample[:480000], clip]
+
+
+def test_batched_equals_sequential(transcriber, pieces):
+    options = DecodeOptions(language="en", beam_size=1, word_timestamps=True)
+    alone = [transcriber.transcribe([p], options)[0] for p in pieces]
+    together = transcriber.transcribe(pieces, options)
+    for one, batched in zip(alone, together):
+        assert [s.text for s in one.segments] == [s.text for s in batched.segments]
+        words_one = [w for s in one.segments for w in s.words]
+        words_batched = [w for s in batched.segments for w in s.words]
+        assert len(words_one) == len(words_batched) > 0
+        for a, b in zip(words_one, words_batched):
+            assert abs(a.start - b.start) <= 0.02 and abs(a.end - b.end) <= 0.02
+
+
+def test_jfk_text_and_word_times(transcriber, pieces, testdata):
+    (result,) = transcriber.transcribe([pieces[0]], DecodeOptions(language="en"))
+    text = "".join(s.text for s in result.segments)
+    assert word_error_rate((testdata / "faster-whisper/jfk.txt").read_text(), text) <= 0.05
+    words = [w for s in result.segments for w in s.words]
+    assert all(0 <= w.start <= w.end <= 11.0 for w in words)
+
+
+def test_a_failing_piece_fails_alone(transcriber, pieces):
+    import numpy as np
+
+    bad = np.zeros((2, 2), dtype=np.float32)  # not a 1-D waveform: the model call raises
+    results = transcriber.transcribe([pieces[2], bad], DecodeOptions(language="en", beam_size=1))
+    assert not isinstance(results[0], Exception) and results[0].segments
+    assert isinstance(results[1], ModelFailureError)
+
+
+def test_local_model_directory_and_missing_one(tmp_path):
+    from speakerscribe.embedded import whisper_tiny_en_path
+
+    model = load_whisper_model(str(whisper_tiny_en_path()), device="cpu", compute_type="int8")
+    assert not model.model.is_multilingual
+    with pytest.raises(Exception):
+        load_whisper_model(str(tmp_path / "no-such-model"), device="cpu")

@@ -5,8 +5,6 @@
     serve run serve_config.yaml                       # the same builder, args from YAML
 """
 
-from __future__ import annotations
-
 from ray.serve import Application
 
 from deployments.diarizer import Diarizer
@@ -18,6 +16,8 @@ from speakerscribe.settings import Settings, load_settings
 
 def build(args: Settings) -> Application:
     """Settings → ingress bound to separator, transcriber and diarizer handles."""
+    if not isinstance(args, Settings):  # a plain dict, e.g. from an older Serve
+        args = load_settings(**dict(args or {}))
     transcriber = Transcriber.options(
         user_config={
             "max_batch_size": args.max_batch_size,

@@ -1,0 +1,90 @@
+"""Start the application in-process for a benchmark, and read its replicas' memory."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def testdata_dir() -> Path:
+    override = os.environ.get("SPEAKERSCRIBE_TESTDATA")
+    return Path(override) if override else REPO.parent / "shared" / "testdata"
+
+
+@contextlib.contextmanager
+def running_app(port: int, **settings):
+    """ray.init + serve.run of pipeline_graph.build(settings) on 127.0.0.1:port."""
+    import ray
+    from ray import serve
+
+    from pipeline_graph import build
+    from speakerscribe.settings import load_settings
+
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build(load_settings(**settings)), name="bench", route_prefix="/")
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/health", timeout=10).status_code == 200:
+                    break
+            time.sleep(1)
+        yield base
+    finally:
+        with contextlib.suppress(Exception):
+            serve.shutdown()
+        ray.shutdown()
+
+
+def replica_memory_mb() -> dict[str, dict[str, float]]:
+    """Current and peak resident memory (VmRSS, VmHWM) of every Serve replica process."""
+    from ray.util.state import list_actors
+
+    memory = {}
+    for actor in list_actors(filters=[("state", "=", "ALIVE")]):
+        name = actor.class_name or ""
+        if not name.startswith("ServeReplica:"):
+            continue
+        fields = {}
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{actor.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = int(value.split()[0]) / 1024
+        memory[name.split(":")[-1]] = {"rss_mb": fields.get("VmRSS", 0.0), "peak_mb": fields.get("VmHWM", 0.0)}
+    return memory
+
+
+def wav_bytes(audio: np.ndarray, rate: int = 16000) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def long_conversation(minutes: float) -> np.ndarray:
+    """The shared clips concatenated (with short gaps) and repeated to ``minutes``."""
+    from speakerscribe.audio import decode_audio_bytes
+
+    data = testdata_dir()
+    names = [
+        "pyannote/sample.wav", "pyannote/dev00.wav", "pyannote/dev01.wav",
+        "faster-whisper/jfk.flac", "faster-whisper/stereo_diarization.wav",
+        *[f"speechbrain/spk{s}_snt{n}.wav" for s in (1, 2) for n in (1, 2, 3)],
+    ]
+    gap = np.zeros(8000, dtype=np.float32)
+    block = np.concatenate([x for n in names for x in (decode_audio_bytes((data / n).read_bytes()), gap)])
+    repeats = int(np.ceil(minutes * 60 * 16000 / block.size))
+    return np.tile(block, repeats)[: int(minutes * 60 * 16000)]

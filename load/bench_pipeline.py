@@ -1,0 +1,116 @@
+"""Speed of one request through the server, against faster-whisper called in-process.
+
+Prints, for sample.wav (30 s): wall time of transcription + diarization through the
+server and its real-time factor; transcription alone through the server against a
+direct in-process faster-whisper call with the same settings (the serving overhead,
+as a ratio); and for a long file (default 20 minutes of the shared clips) the wall
+time of the full pipeline, its ratio to the 30 s file, and every replica's peak memory.
+
+    python load/bench_pipeline.py [--repeat 3] [--long-minutes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import requests
+
+from _server import REPO, long_conversation, replica_memory_mb, running_app, testdata_dir, wav_bytes
+
+
+def timed_post(base: str, data: bytes, **fields) -> float:
+    started = time.perf_counter()
+    response = requests.post(
+        f"{base}/v1/audio/transcriptions",
+        files={"file": ("audio.wav", data)},
+        data=fields,
+        timeout=3600,
+    )
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed
+
+
+def median_of(repeat: int, fn) -> float:
+    fn()  # warm-up: first calls pay lazy initialisation
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def in_process_seconds(audio, beam_size: int, repeat: int) -> float:
+    from speakerscribe.transcription import load_whisper_model
+
+    model = load_whisper_model("embedded")
+
+    def once() -> float:
+        started = time.perf_counter()
+        segments, _ = model.transcribe(
+            audio, language="en", beam_size=beam_size, condition_on_previous_text=False
+        )
+        list(segments)
+        return time.perf_counter() - started
+
+    return median_of(repeat, once)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--long-minutes", type=float, default=20.0)
+    parser.add_argument("--port", type=int, default=8124)
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    from speakerscribe.audio import decode_audio_bytes
+    from speakerscribe.settings import load_settings
+
+    settings = load_settings()
+    sample_bytes = (testdata_dir() / "pyannote/sample.wav").read_bytes()
+    sample = decode_audio_bytes(sample_bytes)
+    long_audio = long_conversation(args.long_minutes) if args.long_minutes > 0 else None
+
+    rows: list[tuple[str, str]] = []
+    with running_app(args.port) as base:
+        full = median_of(args.repeat, lambda: timed_post(base, sample_bytes, response_format="diarized_json"))
+        alone = median_of(
+            args.repeat,
+            lambda: timed_post(base, sample_bytes, enable_speaker_diarization="false"),
+        )
+        rows += [
+            ("sample.wav 30 s, transcription + diarization (server)", f"{full:.2f} s = {30 / full:.1f}x realtime"),
+            ("sample.wav 30 s, transcription only (server)", f"{alone:.2f} s"),
+        ]
+        if long_audio is not None:
+            long_bytes = wav_bytes(long_audio)
+            before = replica_memory_mb()
+            long_wall = timed_post(base, long_bytes, response_format="diarized_json")
+            after = replica_memory_mb()
+            minutes = long_audio.size / 16000 / 60
+            rows += [
+                (f"long file {minutes:.0f} min, full pipeline (server)", f"{long_wall:.1f} s = {minutes * 60 / long_wall:.1f}x realtime"),
+                ("long / 30 s wall-time ratio (target <= 45)", f"{long_wall / full:.1f}"),
+            ]
+            decoded_mb = long_audio.nbytes / 2**20
+            rows.append(("decoded long audio, one copy", f"{decoded_mb:.0f} MB"))
+            for name, mem in sorted(after.items()):
+                start_rss = before.get(name, {}).get("rss_mb", 0.0)
+                rows.append(
+                    (f"replica {name} memory", f"start {start_rss:.0f} MB, peak {mem['peak_mb']:.0f} MB "
+                     f"(+{(mem['peak_mb'] - start_rss) / decoded_mb:.1f} copies)")
+                )
+    direct = in_process_seconds(sample, settings.beam_size, args.repeat)
+    rows += [
+        ("sample.wav transcription, in-process faster-whisper", f"{direct:.2f} s"),
+        ("server / in-process, transcription only (target <= 1.10)", f"{alone / direct:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(f"\ncommand: python load/bench_pipeline.py --repeat {args.repeat} --long-minutes {args.long_minutes:g}")
+
+
+if __name__ == "__main__":
+    main()

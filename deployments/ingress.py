@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from ray import serve
+from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import UploadFile
 
@@ -115,6 +116,17 @@ class SpeechIngress:
         self.settings = settings
         self.stages = HandleStages(separator, transcriber, diarizer)
         self._service: TranscriptionService | None = None
+        self._stage_seconds = metrics.Histogram(
+            "speakerscribe_stage_seconds",
+            description="Wall time of each pipeline stage of a request, seen from the ingress.",
+            boundaries=[0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
+            tag_keys=("stage",),
+        )
+        self._audio_seconds = metrics.Counter(
+            "speakerscribe_audio_seconds_total",
+            description="Seconds of audio answered, by response format.",
+            tag_keys=("response_format",),
+        )
 
     async def service(self) -> TranscriptionService:
         if self._service is None:
@@ -138,6 +150,9 @@ class SpeechIngress:
         transcription_request = TranscriptionRequest.from_form(fields)
         service = await self.service()
         result = await service.transcribe(data, transcription_request)
+        for stage, seconds in result.stage_seconds.items():
+            self._stage_seconds.observe(seconds, tags={"stage": stage})
+        self._audio_seconds.inc(result.duration, tags={"response_format": transcription_request.response_format})
         body, media_type = render(
             result, transcription_request.response_format, transcription_request.timestamp_granularities
         )

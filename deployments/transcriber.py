@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 import numpy as np
 from ray import serve
+from ray.serve import metrics
 
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model
-from speakerscribe.types import Segment
+from speakerscribe.types import SAMPLE_RATE, Segment
 
 logger = logging.getLogger("ray.serve")
 
@@ -32,6 +34,25 @@ class Transcriber:
             download_root=settings.model_cache_dir / "whisper",
         )
         self.core = BatchTranscriber(model)
+        self._batch_size = metrics.Histogram(
+            "speakerscribe_transcriber_batch_size",
+            description="Pieces decoded together in one Whisper model call.",
+            boundaries=[1, 2, 4, 8, 16, 32, 64],
+        )
+        self._piece_wait = metrics.Histogram(
+            "speakerscribe_transcriber_piece_wait_seconds",
+            description="Time a piece waits for its batch's model call to start.",
+            boundaries=[0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
+        )
+        self._model_call_seconds = metrics.Histogram(
+            "speakerscribe_transcriber_model_call_seconds",
+            description="Wall time of one batched Whisper model call.",
+            boundaries=[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+        )
+        self._audio_seconds = metrics.Counter(
+            "speakerscribe_transcriber_audio_seconds_total",
+            description="Seconds of audio decoded by Whisper.",
+        )
         self.model_calls = 0
         self.pieces_served = 0
         self.largest_batch = 0
@@ -48,7 +69,7 @@ class Transcriber:
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
         """One piece (≤ 30 s, 16 kHz) → its segments, piece-relative times."""
-        result = await self._batched(piece, options)
+        result = await self._batched(piece, options, time.monotonic())
         if isinstance(result, Exception):
             raise result
         return result.segments
@@ -72,14 +93,22 @@ class Transcriber:
         return True
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
-    async def _batched(self, pieces: list[np.ndarray], options: list[DecodeOptions]) -> list:
+    async def _batched(
+        self, pieces: list[np.ndarray], options: list[DecodeOptions], queued_at: list[float]
+    ) -> list:
         """Group the batch by decoding options; one model call per group, off the event loop."""
         groups: dict[DecodeOptions, list[int]] = defaultdict(list)
         for index, option in enumerate(options):
             groups[option].append(index)
         results: list = [None] * len(pieces)
         for option, indices in groups.items():
+            started = time.monotonic()
+            for index in indices:
+                self._piece_wait.observe(started - queued_at[index])
             outputs = await asyncio.to_thread(self.core.transcribe, [pieces[i] for i in indices], option)
+            self._model_call_seconds.observe(time.monotonic() - started)
+            self._batch_size.observe(len(indices))
+            self._audio_seconds.inc(sum(pieces[i].shape[0] for i in indices) / SAMPLE_RATE)
             self.model_calls += 1
             self.pieces_served += len(indices)
             self.largest_batch = max(self.largest_batch, len(indices))

@@ -1,0 +1,44 @@
+"""Cross-request batching: pieces of concurrent requests share one Whisper model call."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from ray import serve
+
+from speakerscribe.scoring import word_error_rate
+
+pytestmark = pytest.mark.e2e
+
+
+def transcriber_stats() -> dict:
+    handle = serve.get_deployment_handle("Transcriber", app_name="speakerscribe")
+    return handle.stats.remote().result()
+
+
+def test_concurrent_requests_share_model_calls(server, testdata):
+    jfk = (testdata / "faster-whisper/jfk.flac").read_bytes()
+    reference = (testdata / "faster-whisper/jfk.txt").read_text()
+    before = transcriber_stats()
+
+    def post(_):
+        response = requests.post(
+            f"{server}/v1/audio/transcriptions",
+            files={"file": ("jfk.flac", jfk)},
+            data={"enable_speaker_diarization": "false"},
+            timeout=600,
+        )
+        response.raise_for_status()
+        return response.json()["text"]
+
+    with ThreadPoolExecutor(8) as pool:
+        texts = list(pool.map(post, range(8)))
+    after = transcriber_stats()
+    calls = after["model_calls"] - before["model_calls"]
+    pieces = after["pieces_served"] - before["pieces_served"]
+    assert pieces == 8
+    assert calls < pieces, (calls, pieces)  # at least one call served pieces of two requests
+    assert after["largest_batch"] >= 2
+    assert all(word_error_rate(reference, text) <= 0.05 for text in texts)

@@ -33,7 +33,8 @@ class Transcriber:
             cpu_threads=settings.whisper_cpu_threads,
             download_root=settings.model_cache_dir / "whisper",
         )
-        self.core = BatchTranscriber(model)
+        pack = settings.pack_short_pieces
+        self.core = BatchTranscriber(model, pack_short_pieces=model.model.device == "cpu" if pack is None else pack)
         self._batch_size = metrics.Histogram(
             "speakerscribe_transcriber_batch_size",
             description="Pieces decoded together in one Whisper model call.",
@@ -66,6 +67,8 @@ class Transcriber:
             self._batched.set_max_batch_size(int(user_config["max_batch_size"]))
         if "batch_wait_timeout_s" in user_config:
             self._batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+        if user_config.get("pack_short_pieces") is not None:
+            self.core.pack_short_pieces = bool(user_config["pack_short_pieces"])
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
         """One piece (≤ 30 s, 16 kHz) → its segments, piece-relative times."""
@@ -87,6 +90,7 @@ class Transcriber:
             "model_calls": self.model_calls,
             "pieces_served": self.pieces_served,
             "largest_batch": self.largest_batch,
+            "pack_short_pieces": self.core.pack_short_pieces,
         }
 
     def ready(self) -> bool:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     beam_size: int = Field(5, ge=1, le=20)
     max_batch_size: int = Field(8, ge=1, le=256, description="pieces per Transcriber model call")
     batch_wait_timeout_s: float = Field(0.05, ge=0.0, le=10.0)
+    pack_short_pieces: bool | None = Field(
+        None,
+        description="share 30 s Whisper windows between short pieces of a batch; "
+        "unset means on for CPU (where the encoder dominates), off on GPU",
+    )
 
     # --- chunking ---
     max_piece_s: float = Field(30.0, gt=1.0, le=30.0, description="longest piece sent to Whisper")

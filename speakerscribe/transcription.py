@@ -30,6 +30,7 @@ from faster_whisper.transcribe import (
 from speakerscribe.devices import whisper_device
 from speakerscribe.embedded import whisper_tiny_en_path
 from speakerscribe.errors import InvalidRequestError, ModelFailureError, ModelNotFoundError
+from speakerscribe.packing import assemble, plan_windows, unpack
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,9 @@ def load_whisper_model(
 class BatchTranscriber:
     """Decodes lists of pieces in one model call; plain Python, wrapped by the Ray deployment."""
 
-    def __init__(self, model: WhisperModel):
+    def __init__(self, model: WhisperModel, pack_short_pieces: bool = False):
         self.model = model
+        self.pack_short_pieces = pack_short_pieces
         self._pipeline = BatchedInferencePipeline(model)
         self.is_multilingual = bool(model.model.is_multilingual)
 
@@ -122,6 +124,8 @@ class BatchTranscriber:
         if not pieces:
             return []
         try:
+            if self.pack_short_pieces and len(pieces) > 1:
+                return self._transcribe_packed(pieces, options)
             return list(self._transcribe_batch(pieces, options))
         except Exception:  # noqa: BLE001 - isolate the failing piece below
             if len(pieces) == 1:
@@ -131,6 +135,34 @@ class BatchTranscriber:
             for piece in pieces:
                 results.extend(self.transcribe([piece], options))
             return results
+
+    def _transcribe_packed(
+        self, pieces: list[np.ndarray], options: DecodeOptions
+    ) -> list[PieceTranscript | Exception]:
+        """Short pieces share 30 s windows (see ``speakerscribe.packing``); windows batch."""
+        windows = plan_windows([piece.shape[0] for piece in pieces])
+        if len(windows) == len(pieces):  # nothing shares a window: plain batching
+            return list(self._transcribe_batch(pieces, options))
+        packed_options = replace(options, word_timestamps=True)  # words carry pieces apart
+        decoded = list(self._transcribe_batch([assemble(pieces, w) for w in windows], packed_options))
+        results: list[PieceTranscript | Exception] = [None] * len(pieces)  # type: ignore[list-item]
+        for window, transcript in zip(windows, decoded):
+            if len(window) == 1:
+                results[window[0].index] = transcript
+                continue
+            for index, segments in unpack(window, transcript.segments).items():
+                if not options.word_timestamps:
+                    for segment in segments:
+                        segment.words = []
+                results[index] = PieceTranscript(segments=segments, language=transcript.language)
+        # Whisper sometimes skips an utterance after a pause in a packed window; pieces
+        # reach us only when VAD heard speech, so an empty one is decoded again alone.
+        missed = [i for i, r in enumerate(results) if not r.segments]
+        if missed:
+            again = self._transcribe_batch([pieces[i] for i in missed], options)
+            for index, transcript in zip(missed, again):
+                results[index] = transcript
+        return results
 
     def _transcribe_batch(self, pieces: list[np.ndarray], options: DecodeOptions):
         language = options.language or ("en" if not self.is_multilingual else None)

@@ -60,3 +60,24 @@ def test_local_model_directory_and_missing_one(tmp_path):
     assert not model.model.is_multilingual
     with pytest.raises(Exception):
         load_whisper_model(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_packed_short_pieces_read_the_same(transcriber, testdata):
+    """Packing short pieces into shared windows keeps each piece's own words."""
+    names = ["faster-whisper/jfk.flac", "faster-whisper/hotwords.mp3"] + [
+        f"speechbrain/spk{s}_snt{n}.wav" for s in (1, 2) for n in (1, 2)
+    ]
+    clips = [decode_audio_bytes((testdata / n).read_bytes()) for n in names]
+    options = DecodeOptions(language="en", beam_size=1, word_timestamps=True)
+    alone = transcriber.transcribe(clips, options)
+    packer = BatchTranscriber(transcriber.model, pack_short_pieces=True)
+    packed = packer.transcribe(clips, options)
+    errors = []
+    for clip, one, other in zip(clips, alone, packed):
+        text_one = "".join(s.text for s in one.segments)
+        text_other = "".join(s.text for s in other.segments)
+        errors.append(word_error_rate(text_one, text_other))
+        assert errors[-1] <= 0.25, (text_one, text_other)
+        duration = clip.shape[0] / 16000
+        assert all(0 <= w.start <= w.end <= duration for s in other.segments for w in s.words)
+    assert sum(errors) / len(errors) <= 0.1, errors

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     whisper_cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 decide.")
     beam_size: int = Field(5, ge=1, le=20)
     max_batch_size: int = Field(8, ge=1, le=256, description="pieces per Transcriber model call")
-    batch_wait_timeout_s: float = Field(0.05, ge=0.0, le=10.0)
+    batch_wait_timeout_s: float = Field(0.01, ge=0.0, le=10.0)
     pack_short_pieces: bool | None = Field(
         None,
         description="share 30 s Whisper windows between short pieces of a batch; "

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 PORT = int(os.environ.get("SPEAKERSCRIBE_TEST_PORT", "8123"))
+METRICS_PORT = int(os.environ.get("SPEAKERSCRIBE_TEST_METRICS_PORT", "8298"))
 BASE_URL = f"http://127.0.0.1:{PORT}"
 
 
@@ -17,7 +18,13 @@ def ray_cluster():
     import ray
 
     # 2 real cores here: a larger logical count lets every replica be placed.
-    ray.init(num_cpus=8, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(
+        num_cpus=8,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+        _metrics_export_port=METRICS_PORT,  # Prometheus text, as a cluster's scraper sees it
+    )
     yield
     ray.shutdown()
 
@@ -51,3 +58,8 @@ def client(server):
     from openai import OpenAI
 
     return OpenAI(base_url=f"{server}/v1", api_key="not-needed", timeout=600, max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def metrics_url(server) -> str:
+    return f"http://127.0.0.1:{METRICS_PORT}/metrics"

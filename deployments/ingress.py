@@ -2,13 +2,14 @@
 
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
@@ -16,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from speakerscribe.errors import (
     InvalidRequestError,
+    ModelFailureError,
     ModelNotFoundError,
     PayloadTooLargeError,
     SpeechServerError,
@@ -85,6 +87,20 @@ async def _validation_error(_: Request, error: RequestValidationError) -> JSONRe
     return error_response(InvalidRequestError(f"{param}: {first['msg']}", param=param))
 
 
+async def _sse(events):
+    """Server-sent events; an error after the first byte becomes an ``error`` event."""
+    try:
+        async for event in events:
+            yield f"data: {json.dumps(event)}\n\n"
+    except SpeechServerError as error:
+        yield f"data: {json.dumps({'type': 'error', **error.to_openai()})}\n\n"
+    except Exception:  # noqa: BLE001 - the client must learn that the stream failed
+        logger.exception("transcription stream failed")
+        failure = ModelFailureError("transcription failed while streaming")
+        yield f"data: {json.dumps({'type': 'error', **failure.to_openai()})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 async def _ready(handle: DeploymentHandle) -> bool:
     return await handle.ready.remote()
 
@@ -149,6 +165,9 @@ class SpeechIngress:
         fields, data = await self._read_form(request)
         transcription_request = TranscriptionRequest.from_form(fields)
         service = await self.service()
+        if transcription_request.stream:
+            prepared = await service.prepare(data, transcription_request)
+            return StreamingResponse(_sse(service.stream_events(prepared)), media_type="text/event-stream")
         result = await service.transcribe(data, transcription_request)
         for stage, seconds in result.stage_seconds.items():
             self._stage_seconds.observe(seconds, tags={"stage": stage})

@@ -63,8 +63,6 @@ class TranscriptionRequest(BaseModel):
             raise ValueError(
                 f"min_speakers ({self.min_speakers}) is larger than max_speakers ({self.max_speakers})"
             )
-        if self.stream:
-            raise ValueError("stream=true is not supported yet; omit it for a complete response")
         return self
 
     def wants_diarization(self, default: bool) -> bool:

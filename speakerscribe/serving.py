@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -65,6 +67,22 @@ def server_timing(seconds: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())
 
 
+@dataclass
+class PreparedAudio:
+    """A request after decoding, separation and chunking: ready to fan out."""
+
+    request: TranscriptionRequest
+    tracks: list[np.ndarray]
+    plans: list[list[Piece]]
+    options: DecodeOptions
+    diarize: bool
+    clock: StageClock
+
+    @property
+    def runs_diarizer(self) -> bool:
+        return self.diarize and not self.request.multichannel
+
+
 class TranscriptionService:
     """``POST /v1/audio/transcriptions`` without the HTTP: bytes + request → result."""
 
@@ -91,28 +109,22 @@ class TranscriptionService:
                     f"{name} must be at most {limit} (the server's max_speakers_limit)", param=name
                 )
 
-    async def transcribe(
+    async def prepare(
         self, data: bytes, request: TranscriptionRequest, task: str = "transcribe"
-    ) -> TranscriptionResult:
-        """Decode once; per track (the mix, or each channel): separate, chunk, transcribe.
+    ) -> "PreparedAudio":
+        """Everything that can fail on bad input: validate, decode, separate, chunk.
 
-        The diarizer runs on the whole mix concurrently with transcription; with
-        ``multichannel`` each channel is its own speaker and no diarizer is needed.
+        Streaming answers call this before sending headers, so bad input still gets a 4xx.
         """
         self.resolve_model(request.model)
         self.check_speaker_limits(request)
         clock = StageClock()
+        limit = self.settings.max_audio_duration_s
         with clock.measure("decode"):
             if request.multichannel:
-                tracks = await asyncio.to_thread(
-                    decode_audio_channels, data, max_duration_s=self.settings.max_audio_duration_s
-                )
+                tracks = await asyncio.to_thread(decode_audio_channels, data, max_duration_s=limit)
             else:
-                tracks = [
-                    await asyncio.to_thread(
-                        decode_audio_bytes, data, max_duration_s=self.settings.max_audio_duration_s
-                    )
-                ]
+                tracks = [await asyncio.to_thread(decode_audio_bytes, data, max_duration_s=limit)]
         del data
         if request.enable_vocal_separation:
             with clock.measure("separation"):
@@ -131,39 +143,116 @@ class TranscriptionService:
             word_timestamps=diarize or request.wants_words(),
             beam_size=self.settings.beam_size,
         )
+        return PreparedAudio(request, tracks, plans, options, diarize, clock)
+
+    async def transcribe(
+        self, data: bytes, request: TranscriptionRequest, task: str = "transcribe"
+    ) -> TranscriptionResult:
+        """Decode once; per track (the mix, or each channel): separate, chunk, transcribe.
+
+        The diarizer runs on the whole mix concurrently with transcription; with
+        ``multichannel`` each channel is its own speaker and no diarizer is needed.
+        """
+        prepared = await self.prepare(data, request, task)
+        del data
         transcription = self._timed(
-            clock,
+            prepared.clock,
             "transcription",
             asyncio.gather(
-                *[self._transcribe_track(t, plan, options) for t, plan in zip(tracks, plans)]
+                *[
+                    self._transcribe_track(t, plan, prepared.options)
+                    for t, plan in zip(prepared.tracks, prepared.plans)
+                ]
             ),
         )
-        turns: list[SpeakerTurn] = []
-        if diarize and not request.multichannel:
-            diarization = self._timed(
-                clock,
-                "diarization",
-                self.stages.diarize(
-                    tracks[0], request.num_speakers, request.min_speakers, request.max_speakers
-                ),
-            )
-            track_segments, turns = await asyncio.gather(transcription, diarization)
+        if prepared.runs_diarizer:
+            track_segments, turns = await asyncio.gather(transcription, self._diarize(prepared))
         else:
-            track_segments = await transcription
-        with clock.measure("merge"):
-            if request.multichannel:
+            track_segments, turns = await transcription, []
+        return self._finish(prepared, track_segments, turns)
+
+    async def stream_events(self, prepared: "PreparedAudio") -> AsyncIterator[dict]:
+        """OpenAI's transcription stream: text deltas in audio order as pieces finish,
+        then (with diarization) one ``transcript.text.segment`` per segment, then done.
+        """
+        if prepared.request.multichannel:  # channels interleave: answer once they are all in
+            result = await self.transcribe_prepared(prepared)
+            deltas = [s.text for s in result.segments]
+        else:
+            track, pieces = prepared.tracks[0], prepared.plans[0]
+            tasks = [
+                asyncio.ensure_future(self.stages.transcribe(track[p.start : p.end], prepared.options))
+                for p in pieces
+            ]
+            diarization = (
+                asyncio.ensure_future(self._diarize(prepared)) if prepared.runs_diarizer else None
+            )
+            deltas, results = [], []
+            try:
+                for task in tasks:
+                    segments = await task
+                    results.append(segments)
+                    delta = "".join(s.text for s in segments)
+                    if not deltas:
+                        delta = delta.lstrip()
+                    if delta:
+                        deltas.append(delta)
+                        yield {"type": "transcript.text.delta", "delta": delta}
+                turns = await diarization if diarization else []
+            finally:
+                for pending in [*tasks, *([diarization] if diarization else [])]:
+                    pending.cancel()
+            result = self._finish(prepared, [stitch(pieces, results)], turns)
+        if result.diarized:
+            for segment in result.segments:
+                yield {
+                    "type": "transcript.text.segment",
+                    "id": f"seg_{segment.id}",
+                    "start": segment.start,
+                    "end": segment.end,
+                    "text": segment.text.strip(),
+                    "speaker": segment.speaker,
+                }
+        if prepared.request.multichannel:
+            for delta in deltas:
+                yield {"type": "transcript.text.delta", "delta": delta}
+        yield {
+            "type": "transcript.text.done",
+            "text": "".join(deltas),
+            "usage": {"type": "duration", "seconds": result.duration},
+        }
+
+    async def transcribe_prepared(self, prepared: "PreparedAudio") -> TranscriptionResult:
+        track_segments = await asyncio.gather(
+            *[self._transcribe_track(t, plan, prepared.options) for t, plan in zip(prepared.tracks, prepared.plans)]
+        )
+        return self._finish(prepared, list(track_segments), [])
+
+    async def _diarize(self, prepared: "PreparedAudio") -> list[SpeakerTurn]:
+        request = prepared.request
+        with prepared.clock.measure("diarization"):
+            return await self.stages.diarize(
+                prepared.tracks[0], request.num_speakers, request.min_speakers, request.max_speakers
+            )
+
+    def _finish(
+        self, prepared: "PreparedAudio", track_segments: list[list[Segment]], turns: list[SpeakerTurn]
+    ) -> TranscriptionResult:
+        multichannel = prepared.request.multichannel
+        with prepared.clock.measure("merge"):
+            if multichannel:
                 segments = merge_channels(track_segments)
-            elif diarize:
+            elif prepared.runs_diarizer:
                 segments = attribute_speakers(track_segments[0], turns)
             else:
                 segments = track_segments[0]
         return TranscriptionResult(
-            duration=duration_s(tracks[0]),
-            language=options.language or "en",
+            duration=duration_s(prepared.tracks[0]),
+            language=prepared.options.language or "en",
             segments=segments,
-            task=task,
-            diarized=diarize or request.multichannel,
-            stage_seconds=clock.seconds,
+            task=prepared.options.task,
+            diarized=prepared.diarize or multichannel,
+            stage_seconds=prepared.clock.seconds,
         )
 
     def _plan(self, audio: np.ndarray) -> list[Piece]:

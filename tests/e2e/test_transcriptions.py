@@ -242,3 +242,27 @@ def test_non_multipart_body_is_refused(server):
     response = requests.post(f"{server}/v1/audio/transcriptions", json={"file": "x"}, timeout=30)
     assert response.status_code == 415
     assert response.json()["error"]["param"] == "file"
+
+
+def test_streaming_with_openai_client(client, testdata):
+    with open(testdata / "pyannote/sample.wav", "rb") as audio:
+        stream = client.audio.transcriptions.create(
+            model="whisper-1", file=audio, stream=True, extra_body={"response_format": "diarized_json"}
+        )
+        events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "transcript.text.delta" and kinds[-1] == "transcript.text.done"
+    deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
+    assert deltas == events[-1].text and "chicago" in deltas.lower()
+    speakers = {e.speaker for e in events if e.type == "transcript.text.segment"}
+    assert len(speakers) == 2
+
+
+def test_streaming_bad_input_is_still_a_4xx(server):
+    response = requests.post(
+        f"{server}/v1/audio/transcriptions",
+        files={"file": ("x.wav", b"not audio")},
+        data={"stream": "true"},
+        timeout=60,
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == "file"

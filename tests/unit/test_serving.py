@@ -105,3 +105,21 @@ def test_unknown_model_is_404_and_alias_works():
     assert service.resolve_model("whisper-1") == service.resolve_model(None)
     with pytest.raises(ModelNotFoundError):
         service.resolve_model("gpt-9")
+
+
+def test_stream_events_deltas_in_order_then_segments_then_done(long_speech):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+
+    async def collect():
+        prepared = await service.prepare(long_speech, TranscriptionRequest(stream=True, response_format="diarized_json"))
+        return [event async for event in service.stream_events(prepared)]
+
+    events = run(collect())
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "transcript.text.delta" and kinds[-1] == "transcript.text.done"
+    first_segment = kinds.index("transcript.text.segment")
+    assert all(k == "transcript.text.delta" for k in kinds[:first_segment])
+    deltas = "".join(e["delta"] for e in events if e["type"] == "transcript.text.delta")
+    assert deltas == events[-1]["text"] and events[-1]["usage"]["seconds"] == 90.0
+    assert {e["speaker"] for e in events if e["type"] == "transcript.text.segment"} == {"A", "B"}

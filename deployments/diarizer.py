@@ -13,7 +13,7 @@ from speakerscribe.settings import Settings
 from speakerscribe.types import SpeakerTurn
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=128)
 class Diarizer:
     def __init__(self, settings: Settings):
         self.model = load_diarizer(

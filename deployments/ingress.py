@@ -12,13 +12,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve import metrics
+from ray.serve.config import BackpressureConfig
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import UploadFile
 
+from speakerscribe.auth import ApiKeys
 from speakerscribe.errors import (
     InvalidRequestError,
     ModelFailureError,
     ModelNotFoundError,
+    OverloadedError,
     PayloadTooLargeError,
     SpeechServerError,
     UnsupportedMediaError,
@@ -38,6 +42,7 @@ from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import Segment, SpeakerTurn
 
 logger = logging.getLogger("ray.serve")
+RETRY_AFTER_S = 5
 
 api = FastAPI(
     title="speakerscribe",
@@ -46,7 +51,7 @@ api = FastAPI(
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 500, 503, 504)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 500, 503, 504)
 }
 
 
@@ -72,7 +77,14 @@ class HandleStages:
 
 
 def error_response(error: SpeechServerError) -> JSONResponse:
-    return JSONResponse(error.to_openai(), status_code=error.status_code)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(error, OverloadedError) else None
+    return JSONResponse(error.to_openai(), status_code=error.status_code, headers=headers)
+
+
+@api.exception_handler(BackPressureError)
+async def _stage_overloaded(_: Request, error: BackPressureError) -> JSONResponse:
+    """A model stage's queue is full: tell the client when to come back."""
+    return error_response(OverloadedError("the server is at capacity; retry shortly"))
 
 
 @api.exception_handler(SpeechServerError)
@@ -118,6 +130,8 @@ def _form_schema() -> dict[str, Any]:
 
 @serve.deployment(
     max_ongoing_requests=256,  # Serve's default of 5 would cap how many pieces reach the batcher
+    max_queued_requests=512,  # past this, Serve's proxy answers 503 with Retry-After
+    backpressure_config=BackpressureConfig(status_code=503, retry_after_s=5),
     ray_actor_options={"num_cpus": 0.25},
 )
 @serve.ingress(api)
@@ -130,6 +144,7 @@ class SpeechIngress:
         diarizer: DeploymentHandle,
     ):
         self.settings = settings
+        self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file)
         self.stages = HandleStages(separator, transcriber, diarizer)
         self._service: TranscriptionService | None = None
         self._stage_seconds = metrics.Histogram(
@@ -162,6 +177,7 @@ class SpeechIngress:
     )
     async def create_transcription(self, request: Request) -> Response:
         """Transcribe (and by default diarize) an uploaded audio file, as OpenAI's endpoint."""
+        self.api_keys.check(request.headers.get("authorization"))
         fields, data = await self._read_form(request)
         transcription_request = TranscriptionRequest.from_form(fields)
         service = await self.service()
@@ -180,12 +196,14 @@ class SpeechIngress:
             return JSONResponse(body, headers=headers)
         return PlainTextResponse(body, media_type=media_type, headers=headers)
 
-    @api.get("/v1/models", response_model=ModelList)
-    async def list_models(self) -> ModelList:
+    @api.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
+    async def list_models(self, request: Request) -> ModelList:
+        self.api_keys.check(request.headers.get("authorization"))
         return ModelList(data=[ModelCard(id=self.settings.model_id), ModelCard(id=WHISPER_1)])
 
     @api.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES)
-    async def get_model(self, model_id: str) -> ModelCard:
+    async def get_model(self, model_id: str, request: Request) -> ModelCard:
+        self.api_keys.check(request.headers.get("authorization"))
         if model_id not in (self.settings.model_id, WHISPER_1):
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return ModelCard(id=model_id)

@@ -12,7 +12,7 @@ from speakerscribe.separation import load_separator
 from speakerscribe.settings import Settings
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8)
+@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8, max_queued_requests=128)
 class VocalSeparator:
     def __init__(self, settings: Settings):
         self.model = load_separator(

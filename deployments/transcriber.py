@@ -21,6 +21,7 @@ logger = logging.getLogger("ray.serve")
 @serve.deployment(
     ray_actor_options={"num_cpus": 1},
     max_ongoing_requests=64,  # ≥ max_batch_size × max_concurrent_batches, so batches can fill
+    max_queued_requests=4096,  # pieces: one 4-hour upload alone sends ~500
     health_check_period_s=10,
 )
 class Transcriber:

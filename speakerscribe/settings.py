@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     separation_repo: Path | None = Field(None, description="local demucs checkpoint repository")
     separation_device: Device = "auto"
 
+    # --- access ---
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="accepted Bearer keys (env: a JSON list); empty and no file = open server",
+    )
+    api_keys_file: Path | None = Field(None, description="file with one API key per line")
+
     # --- limits and paths ---
     model_cache_dir: Path = DEFAULT_MODEL_CACHE
     max_upload_mb: float = Field(500.0, gt=0)
@@ -92,6 +99,13 @@ class Settings(BaseSettings):
     def _repo_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.expanduser().is_dir():
             raise ValueError(f"directory does not exist: {value}")
+        return value.expanduser() if value is not None else None
+
+    @field_validator("api_keys_file", mode="after")
+    @classmethod
+    def _key_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"file does not exist: {value}")
         return value.expanduser() if value is not None else None
 
     @field_validator("whisper_model", "diarization_pipeline", "separation_model")

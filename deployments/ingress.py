@@ -92,6 +92,13 @@ async def _speech_error(_: Request, error: SpeechServerError) -> JSONResponse:
     return error_response(error)
 
 
+@api.exception_handler(Exception)
+async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
+    """Anything unforeseen is still an OpenAI error object, logged without request content."""
+    logger.exception("unhandled error: %s", type(error).__name__)
+    return error_response(ModelFailureError("internal error while processing the request"))
+
+
 @api.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
     first = error.errors()[0]

@@ -1,65 +1,135 @@
-"""Decode any upload once into 16 kHz mono float32, the only form later stages see.
+"""Decode any upload once into 16 kHz float32 (mono, or left/right), the only form later stages see.
 
 PyAV (bundled FFmpeg, a dependency of faster-whisper) reads wav, flac, mp3, m4a, ogg,
-webm, mp4 and more at any sample rate; faster-whisper's ``decode_audio`` already does
-the resample and downmix, so we wrap it and turn its failures into typed errors.
+webm, mp4 and more at any sample rate and channel count. This follows faster-whisper's
+``decode_audio`` (skip undecodable frames, resample with FFmpeg) with three changes a
+server needs: float output (24-bit sources keep their precision), NaN/inf samples zeroed
+*before* resampling (FFmpeg would turn them into full-scale clicks), and decoding stops
+as soon as the audio is longer than the server accepts.
 """
 
 from __future__ import annotations
 
+import gc
 import io
 
 import av
 import numpy as np
-from faster_whisper.audio import decode_audio as _fw_decode_audio
 
 from speakerscribe.errors import AudioDecodeError, PayloadTooLargeError
 from speakerscribe.types import SAMPLE_RATE
 
-
 def decode_audio_bytes(data: bytes, *, max_duration_s: float | None = None) -> np.ndarray:
     """Bytes of any common audio/video container → 1-D float32 at 16 kHz, mono.
 
-    Raises AudioDecodeError for empty, truncated-beyond-use or non-media input.
+    Raises AudioDecodeError for empty, truncated-beyond-use or non-media input, and
+    PayloadTooLargeError past ``max_duration_s``.
     """
-    (audio,) = _decode(data, max_duration_s, split_stereo=False)
-    return audio
+    return _decode(data, max_duration_s, channels=1)[0]
 
 
 def decode_audio_channels(data: bytes, *, max_duration_s: float | None = None) -> list[np.ndarray]:
     """Left and right channels, each 16 kHz float32, for one-speaker-per-channel recordings.
 
-    Mono input gives two equal channels; more than two channels are mixed down to two
-    by FFmpeg's standard downmix.
+    Mono input gives two equal channels; of more than two, the first two are taken.
     """
-    return list(_decode(data, max_duration_s, split_stereo=True))
+    return list(_decode(data, max_duration_s, channels=2))
 
 
-def _decode(data: bytes, max_duration_s: float | None, split_stereo: bool) -> tuple[np.ndarray, ...]:
+def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndarray:
     if not data:
         raise AudioDecodeError("the uploaded file is empty", param="file")
+    max_samples = int(max_duration_s * SAMPLE_RATE) if max_duration_s else None
+    # Channels are mixed here, before FFmpeg resamples: its float downmix is not
+    # normalised (stereo comes out 3 dB hot and clips), and unusual layouts (8 channels
+    # without a channel mask) crash its resampler.
+    layout = "mono" if channels == 1 else "stereo"
+    resampler = av.AudioResampler(format="flt", layout=layout, rate=SAMPLE_RATE)
+    pieces: list[np.ndarray] = []
+    total = 0
     try:
-        decoded = _fw_decode_audio(io.BytesIO(data), sampling_rate=SAMPLE_RATE, split_stereo=split_stereo)
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError("the uploaded file has no audio stream", param="file")
+            for mixed in [*_mixed_frames(_frames(container), channels, layout), None]:
+                for out in resampler.resample(mixed):
+                    samples = out.to_ndarray().reshape(-1, channels).T  # packed → (channels, n)
+                    pieces.append(samples)
+                    total += samples.shape[1]
+                    if max_samples is not None and total > max_samples:
+                        raise PayloadTooLargeError(
+                            f"audio lasts more than the {max_duration_s:.0f} s this server accepts",
+                            param="file",
+                            code="audio_too_long",
+                        )
     except (av.error.FFmpegError, ValueError, IndexError) as error:
-        raise AudioDecodeError(
-            f"could not decode the uploaded file as audio: {error}", param="file"
-        ) from None
-    except TypeError:  # np.frombuffer(dtype=None): the container held no audio frames
-        raise AudioDecodeError("the uploaded file holds no audio", param="file") from None
-    channels = decoded if split_stereo else (decoded,)
-    if channels[0].size == 0:
+        raise AudioDecodeError(f"could not decode the uploaded file as audio: {error}", param="file") from None
+    finally:
+        del resampler
+        gc.collect()  # PyAV's resampler graphs are only freed by the collector (faster-whisper#390)
+    if total == 0:
         raise AudioDecodeError("the uploaded file holds no audio samples", param="file")
-    duration = channels[0].size / SAMPLE_RATE
-    if max_duration_s is not None and duration > max_duration_s:
-        raise PayloadTooLargeError(
-            f"audio lasts {duration:.0f} s, more than the {max_duration_s:.0f} s this server accepts",
-            param="file",
-            code="audio_too_long",
-        )
-    return tuple(
-        np.nan_to_num(channel, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
-        for channel in channels
+    audio = np.concatenate(pieces, axis=1)
+    return np.clip(audio, -1.0, 1.0, out=audio)
+
+
+def _mixed_frames(frames, channels: int, layout: str, block: int = 1 << 16):
+    """Decoded frames → float32 frames of ``layout``, NaN/inf zeroed, in blocks of ~``block``
+    samples (few, large frames keep the resampler fast)."""
+    pending: list[np.ndarray] = []
+    size, rate = 0, None
+    for frame in frames:
+        if rate is not None and (frame.sample_rate != rate or size >= block):
+            yield _frame(pending, layout, rate)
+            pending, size = [], 0
+        rate = frame.sample_rate
+        planar = _to_float_planar(frame)
+        np.nan_to_num(planar, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if channels == 1:
+            mixed = planar.mean(axis=0, keepdims=True, dtype=np.float32)
+        elif planar.shape[0] == 1:
+            mixed = np.repeat(planar, 2, axis=0)
+        else:
+            mixed = planar[:2]
+        pending.append(mixed)
+        size += mixed.shape[1]
+    if pending:
+        yield _frame(pending, layout, rate)
+
+
+def _frame(arrays: list[np.ndarray], layout: str, rate: int) -> av.AudioFrame:
+    out = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(np.concatenate(arrays, axis=1)), format="fltp", layout=layout
     )
+    out.sample_rate = rate
+    return out
+
+
+def _to_float_planar(frame: av.AudioFrame) -> np.ndarray:
+    """Any sample format → (channels, samples) float32 in [-1, 1]."""
+    array = frame.to_ndarray()
+    count = frame.layout.nb_channels if hasattr(frame.layout, "nb_channels") else len(frame.layout.channels)
+    if not frame.format.is_planar:
+        array = array.reshape(-1, count).T
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / float(np.iinfo(array.dtype).max + 1)
+    return array.astype(np.float32)
+
+
+def _frames(container):
+    """Audio frames of the first audio stream, skipping frames FFmpeg cannot decode."""
+    iterator = container.decode(audio=0)
+    while True:
+        try:
+            frame = next(iterator)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue
+        frame.pts = None  # resample regardless of broken timestamps
+        yield frame
 
 
 def duration_s(audio: np.ndarray) -> float:

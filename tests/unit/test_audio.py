@@ -91,3 +91,42 @@ def test_duration_limit():
     data = encode(tone(3.0, 16000), 16000, "wav", "pcm_s16le")
     with pytest.raises(PayloadTooLargeError):
         decode_audio_bytes(data, max_duration_s=1.0)
+
+
+def test_nan_samples_are_zeroed_before_resampling():
+    import soundfile
+
+    audio = tone(1.0, 44100).astype(np.float32)
+    audio[::50] = np.nan
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, 44100, format="WAV", subtype="FLOAT")
+    decoded = decode_audio_bytes(buffer.getvalue())
+    assert np.isfinite(decoded).all() and np.abs(decoded).max() <= 0.5  # no full-scale clicks
+
+
+def test_matches_faster_whisper_decoding(testdata):
+    from faster_whisper import decode_audio
+
+    path = testdata / "faster-whisper/jfk.flac"
+    ours = decode_audio_bytes(path.read_bytes())
+    theirs = decode_audio(str(path))
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() < 1e-3
+
+
+def test_decoding_stops_at_the_duration_limit():
+    data = encode(tone(30.0, 16000), 16000, "wav", "pcm_s16le")
+    with pytest.raises(PayloadTooLargeError) as raised:
+        decode_audio_bytes(data, max_duration_s=2.0)
+    assert raised.value.code == "audio_too_long"
+
+
+def test_many_channels_without_a_layout_mask():
+    """8-channel WAV from soundfile has no channel mask; FFmpeg's resampler used to crash on it."""
+    import soundfile
+
+    x = np.random.default_rng(0).uniform(-0.3, 0.3, (48000, 8)).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, x, 48000, format="WAV", subtype="PCM_24")
+    assert decode_audio_bytes(buffer.getvalue()).shape == (16000,)
+    left, right = decode_audio_channels(buffer.getvalue())
+    assert left.shape == right.shape == (16000,)

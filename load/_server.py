@@ -15,6 +15,8 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from deployments.introspection import replica_memory_mb  # noqa: E402,F401  (re-exported)
+
 
 def testdata_dir() -> Path:
     override = os.environ.get("SPEAKERSCRIBE_TESTDATA")
@@ -45,25 +47,6 @@ def running_app(port: int, **settings):
         with contextlib.suppress(Exception):
             serve.shutdown()
         ray.shutdown()
-
-
-def replica_memory_mb() -> dict[str, dict[str, float]]:
-    """Current and peak resident memory (VmRSS, VmHWM) of every Serve replica process."""
-    from ray.util.state import list_actors
-
-    memory = {}
-    for actor in list_actors(filters=[("state", "=", "ALIVE")]):
-        name = actor.class_name or ""
-        if not name.startswith("ServeReplica:"):
-            continue
-        fields = {}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{actor.pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    fields[key] = int(value.split()[0]) / 1024
-        memory[name.split(":")[-1]] = {"rss_mb": fields.get("VmRSS", 0.0), "peak_mb": fields.get("VmHWM", 0.0)}
-    return memory
 
 
 def wav_bytes(audio: np.ndarray, rate: int = 16000) -> bytes:

@@ -20,12 +20,17 @@ import numpy as np
 from speakerscribe.alignment import attribute_speakers, merge_channels
 from speakerscribe.audio import decode_audio_bytes, decode_audio_channels, duration_s
 from speakerscribe.chunking import Piece, split_audio, stitch
-from speakerscribe.errors import InvalidRequestError, ModelNotFoundError
+from speakerscribe.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    OverloadedError,
+    StageTimeoutError,
+)
 from speakerscribe.formats import TranscriptionResult
 from speakerscribe.protocol import WHISPER_1, TranscriptionRequest
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import DecodeOptions
-from speakerscribe.types import Segment, SpeakerTurn
+from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn
 
 
 class Stages(Protocol):
@@ -128,7 +133,13 @@ class TranscriptionService:
         del data
         if request.enable_vocal_separation:
             with clock.measure("separation"):
-                tracks = list(await asyncio.gather(*[self.stages.separate(t) for t in tracks]))
+                tracks = list(
+                    await self._within(
+                        "separation",
+                        asyncio.gather(*[self.stages.separate(t) for t in tracks]),
+                        tracks[0].shape[0],
+                    )
+                )
         diarize = request.wants_diarization(self.settings.enable_speaker_diarization)
         with clock.measure("chunking"):
             plans = [
@@ -158,11 +169,15 @@ class TranscriptionService:
         transcription = self._timed(
             prepared.clock,
             "transcription",
-            asyncio.gather(
-                *[
-                    self._transcribe_track(t, plan, prepared.options)
-                    for t, plan in zip(prepared.tracks, prepared.plans)
-                ]
+            self._within(
+                "transcription",
+                asyncio.gather(
+                    *[
+                        self._transcribe_track(t, plan, prepared.options)
+                        for t, plan in zip(prepared.tracks, prepared.plans)
+                    ]
+                ),
+                prepared.tracks[0].shape[0],
             ),
         )
         if prepared.runs_diarizer:
@@ -188,9 +203,11 @@ class TranscriptionService:
                 asyncio.ensure_future(self._diarize(prepared)) if prepared.runs_diarizer else None
             )
             deltas, results = [], []
+            deadline = asyncio.get_running_loop().time() + self._budget(track.shape[0])
             try:
                 for task in tasks:
-                    segments = await task
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    segments = await self._within("transcription", task, track.shape[0], remaining)
                     results.append(segments)
                     delta = "".join(s.text for s in segments)
                     if not deltas:
@@ -223,16 +240,24 @@ class TranscriptionService:
         }
 
     async def transcribe_prepared(self, prepared: "PreparedAudio") -> TranscriptionResult:
-        track_segments = await asyncio.gather(
-            *[self._transcribe_track(t, plan, prepared.options) for t, plan in zip(prepared.tracks, prepared.plans)]
+        track_segments = await self._within(
+            "transcription",
+            asyncio.gather(
+                *[self._transcribe_track(t, plan, prepared.options) for t, plan in zip(prepared.tracks, prepared.plans)]
+            ),
+            prepared.tracks[0].shape[0],
         )
         return self._finish(prepared, list(track_segments), [])
 
     async def _diarize(self, prepared: "PreparedAudio") -> list[SpeakerTurn]:
         request = prepared.request
         with prepared.clock.measure("diarization"):
-            return await self.stages.diarize(
-                prepared.tracks[0], request.num_speakers, request.min_speakers, request.max_speakers
+            return await self._within(
+                "diarization",
+                self.stages.diarize(
+                    prepared.tracks[0], request.num_speakers, request.min_speakers, request.max_speakers
+                ),
+                prepared.tracks[0].shape[0],
             )
 
     def _finish(
@@ -268,7 +293,9 @@ class TranscriptionService:
             return request.language or "en"
         for track, plan in zip(tracks, plans):
             if plan:
-                return await self.stages.detect_language(track[plan[0].start :])
+                return await self._within(
+                    "language detection", self.stages.detect_language(track[plan[0].start :]), 0
+                )
         return "en"
 
     async def _transcribe_track(
@@ -280,7 +307,33 @@ class TranscriptionService:
         )
         return stitch(pieces, list(results))
 
+    def _budget(self, num_samples: int) -> float:
+        """A stage's deadline grows with the audio: long files are slow, not stuck."""
+        seconds = num_samples / SAMPLE_RATE
+        return self.settings.stage_timeout_s + self.settings.stage_timeout_per_audio_s * seconds
+
+    async def _within(self, stage: str, awaitable, num_samples: int, budget: float | None = None):
+        """Await a stage under its deadline (504), and turn a lost replica into a 503."""
+        budget = self._budget(num_samples) if budget is None else budget
+        try:
+            return await asyncio.wait_for(awaitable, timeout=max(budget, 0.001))
+        except asyncio.TimeoutError:
+            raise StageTimeoutError(f"{stage} took longer than its {budget:.0f} s deadline") from None
+        except Exception as error:
+            if _is_lost_replica(error):
+                raise OverloadedError(
+                    f"a {stage} replica failed while serving this request; retry shortly",
+                    code="replica_failed",
+                ) from None
+            raise
+
     @staticmethod
     async def _timed(clock: StageClock, stage: str, awaitable):
         with clock.measure(stage):
             return await awaitable
+
+
+def _is_lost_replica(error: BaseException) -> bool:
+    """Ray's actor-death errors, recognised by name so this module stays free of Ray."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"RayActorError", "ActorDiedError", "ActorUnavailableError"})

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     separation_repo: Path | None = Field(None, description="local demucs checkpoint repository")
     separation_device: Device = "auto"
 
+    # --- deadlines ---
+    stage_timeout_s: float = Field(
+        300.0, gt=0, description="deadline of one stage of a request, plus the per-audio part"
+    )
+    stage_timeout_per_audio_s: float = Field(
+        1.0, ge=0, description="seconds added to a stage's deadline per second of audio"
+    )
+
     # --- access ---
     api_keys: list[str] = Field(
         default_factory=list,

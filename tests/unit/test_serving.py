@@ -123,3 +123,27 @@ def test_stream_events_deltas_in_order_then_segments_then_done(long_speech):
     deltas = "".join(e["delta"] for e in events if e["type"] == "transcript.text.delta")
     assert deltas == events[-1]["text"] and events[-1]["usage"]["seconds"] == 90.0
     assert {e["speaker"] for e in events if e["type"] == "transcript.text.segment"} == {"A", "B"}
+
+
+def test_a_stuck_stage_is_a_504_and_a_lost_replica_a_503(long_speech):
+    from speakerscribe.errors import OverloadedError, StageTimeoutError
+
+    class SlowDiarizer(FakeStages):
+        async def diarize(self, *args):
+            await asyncio.sleep(30)
+
+    settings = load_settings(stage_timeout_s=0.2, stage_timeout_per_audio_s=0.0)
+    with pytest.raises(StageTimeoutError) as raised:
+        run(TranscriptionService(settings, SlowDiarizer()).transcribe(long_speech, TranscriptionRequest()))
+    assert raised.value.status_code == 504 and "diarization" in raised.value.message
+
+    class ActorDiedError(Exception):  # stands in for ray.exceptions.ActorDiedError
+        pass
+
+    class DyingTranscriber(FakeStages):
+        async def transcribe(self, piece, options):
+            raise ActorDiedError("replica died")
+
+    with pytest.raises(OverloadedError) as raised:
+        run(TranscriptionService(load_settings(), DyingTranscriber()).transcribe(long_speech, TranscriptionRequest()))
+    assert raised.value.status_code == 503 and raised.value.code == "replica_failed"

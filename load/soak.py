@@ -1,0 +1,96 @@
+"""Soak: the application at saturation for a while; does anything leak or fail?
+
+Starts the application itself, keeps ``--clients`` closed-loop clients busy for
+``--minutes`` with a mix of real clips and options (diarization on and off, formats,
+word timestamps, separation), then prints requests served, errors by status, and the
+resident memory of every replica at the start and the end.
+
+    python load/soak.py [--minutes 10] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import itertools
+import random
+import threading
+import time
+
+import requests
+
+from _server import replica_memory_mb, running_app, testdata_dir
+
+CLIPS = [
+    "faster-whisper/jfk.flac",
+    "faster-whisper/hotwords.mp3",
+    "pyannote/sample.wav",
+    "pyannote/dev01.wav",
+    "speechbrain/spk1_snt1.wav",
+    "speechbrain/spk2_snt3.wav",
+]
+OPTIONS = [
+    {"enable_speaker_diarization": "false"},
+    {"response_format": "diarized_json"},
+    {"response_format": "verbose_json", "timestamp_granularities[]": "word"},
+    {"response_format": "srt"},
+    {"response_format": "vtt", "enable_vocal_separation": "true"},
+    {"stream": "true"},
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8127)
+    args = parser.parse_args()
+
+    clips = [(name, (testdata_dir() / name).read_bytes()) for name in CLIPS]
+    statuses: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    stop_at = time.time() + args.minutes * 60
+
+    with running_app(args.port) as base:
+        url = f"{base}/v1/audio/transcriptions"
+        for name, data in clips:  # warm-up: every clip, every path, before the first reading
+            for options in OPTIONS:
+                requests.post(url, files={"file": (name, data)}, data=options, timeout=600)
+        start_memory = replica_memory_mb()
+
+        def client(seed: int) -> None:
+            rng = random.Random(seed)
+            for _ in itertools.count():
+                if time.time() >= stop_at:
+                    return
+                name, data = rng.choice(clips)
+                try:
+                    response = requests.post(url, files={"file": (name, data)}, data=rng.choice(OPTIONS), timeout=600)
+                    status = response.status_code
+                except requests.RequestException as error:
+                    status = type(error).__name__
+                with lock:
+                    statuses[status] += 1
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        end_memory = replica_memory_mb()
+
+    served = statuses.get(200, 0)
+    print(f"\nrequests served (200): {served}, in {args.minutes:g} min with {args.clients} clients")
+    errors = {k: v for k, v in statuses.items() if k != 200}
+    print(f"errors by status: {errors or 'none'}")
+    print(f"{'replica':<40} {'start MB':>9} {'end MB':>9} {'growth':>7}")
+    for name in sorted(end_memory):
+        first = start_memory.get(name, {}).get("rss_mb", 0.0)
+        last = end_memory[name]["rss_mb"]
+        growth = (last - first) / first * 100 if first else float("nan")
+        print(f"{name:<40} {first:>9.0f} {last:>9.0f} {growth:>6.1f}%")
+    print(f"\ncommand: python load/soak.py --minutes {args.minutes:g} --clients {args.clients}")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,10 +21,14 @@ server has already decoded it, and torchcodec cannot decode files here anyway.
 from __future__ import annotations
 
 import os
+import sys
 
-# pyannote.audio 4 sends usage telemetry to otel.pyannote.ai by default. This server runs
-# offline and must not phone home; anyone who wants it can still set the variable first.
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+# pyannote.audio 4 sends usage telemetry to otel.pyannote.ai unless told not to. This server
+# runs offline and must not phone home. A PYANNOTE_METRICS_ENABLED set before pyannote.audio
+# is first imported is the user's choice and is kept; once pyannote.audio is imported the
+# variable holds pyannote's own default (on), which is turned off.
+if "pyannote.audio" in sys.modules or "PYANNOTE_METRICS_ENABLED" not in os.environ:
+    os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
 
 import logging  # noqa: E402
 import warnings  # noqa: E402
@@ -40,7 +44,9 @@ from pyannote.audio import Model, Pipeline  # noqa: E402
 from pyannote.audio.core.plda import PLDA  # noqa: E402
 from pyannote.audio.core.task import Problem, Resolution, Specifications  # noqa: E402
 from pyannote.audio.pipelines import SpeakerDiarization  # noqa: E402
+from pyannote.audio.pipelines.clustering import AgglomerativeClustering  # noqa: E402
 from pyannote.core import Annotation  # noqa: E402
+from pyannote.pipeline.parameter import Uniform  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence  # noqa: E402
 
@@ -51,8 +57,6 @@ from speakerscribe.embedded import (  # noqa: E402
     segmentation_checkpoint_path,
 )
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
-
-logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 
@@ -114,13 +118,18 @@ def _annotation_of(output: Any) -> Annotation:
     raise TypeError(f"pipeline returned {type(output).__name__}, not a diarization")
 
 
-def annotation_to_turns(annotation: Annotation) -> list[SpeakerTurn]:
-    """``pyannote.core.Annotation`` → ``SpeakerTurn`` list sorted by (start, end, speaker)."""
-    turns = [
-        SpeakerTurn(float(segment.start), float(segment.end), str(label))
-        for segment, _, label in annotation.itertracks(yield_label=True)
-        if segment.end > segment.start
-    ]
+def annotation_to_turns(annotation: Annotation, duration: float | None = None) -> list[SpeakerTurn]:
+    """``pyannote.core.Annotation`` → ``SpeakerTurn`` list sorted by (start, end, speaker).
+
+    Turns are clipped to ``[0, duration]``: pyannote pads the last chunk, so its
+    output can run a few tens of ms past the end of the audio.
+    """
+    end_of_audio = float("inf") if duration is None else float(duration)
+    turns = []
+    for segment, _, label in annotation.itertracks(yield_label=True):
+        start, end = max(0.0, float(segment.start)), min(end_of_audio, float(segment.end))
+        if end > start:
+            turns.append(SpeakerTurn(start, end, str(label)))
     turns.sort(key=lambda t: (t.start, t.end, t.speaker))
     return turns
 
@@ -139,7 +148,7 @@ class ResemblyzerEmbedding(Model):
 
     ``forward(waveforms (B, 1, N), weights (B, F))`` keeps only the frames where the
     mask is on (as resemblyzer trims silences), normalises their volume like
-    resemblyzer (to -30 dBFS, louder only), cuts them into partial utterances of
+    resemblyzer (to ``target_dbfs``, louder only), cuts them into partial utterances of
     ``partial_frames`` mel frames and returns the L2-normalised mean of the partial
     embeddings. Masks with less than ``min_duration`` seconds give a NaN row, which
     pyannote's clustering ignores. Without a mask, input shorter than that raises, so
@@ -157,11 +166,12 @@ class ResemblyzerEmbedding(Model):
         partial_step: int = 80,
         min_duration: float = 0.25,
         target_dbfs: float = -30.0,
+        increase_only: bool = True,
         task=None,
     ):
         super().__init__(sample_rate=sample_rate, num_channels=num_channels, task=task)
         self.save_hyperparameters(
-            "partial_frames", "partial_step", "min_duration", "target_dbfs"
+            "partial_frames", "partial_step", "min_duration", "target_dbfs", "increase_only"
         )
         # resemblyzer: librosa mel power spectrogram, 25 ms window, 10 ms hop, not log
         self.hop = sample_rate // 100
@@ -228,7 +238,9 @@ class ResemblyzerEmbedding(Model):
         # volume normalisation on the kept samples (mel power scales with gain²)
         kept = sample_mask.sum(dim=1).clamp(min=1)
         rms = torch.sqrt((wav.square() * sample_mask).sum(dim=1) / kept).clamp(min=1e-8)
-        gain = (10 ** (self.hparams.target_dbfs / 20) / rms).clamp(min=1.0)
+        gain = 10 ** (self.hparams.target_dbfs / 20) / rms
+        if self.hparams.increase_only:
+            gain = gain.clamp(min=1.0)
         mel = mel * gain.square()[:, None, None]
 
         partials: list[torch.Tensor] = []
@@ -265,6 +277,24 @@ class ResemblyzerEmbedding(Model):
         return out
 
 
+def _load_segmentation(checkpoint: Path, device: torch.device) -> Model:
+    """Load the pyannote/segmentation checkpoint (pyannote 2.x era, Lightning 1.5).
+
+    Lightning upgrades it in memory and logs a hint to rewrite the file; the file is
+    shared read-only data, so that hint is noise here.
+    """
+    migration_log = logging.getLogger("lightning.pytorch.utilities.migration.utils")
+    level = migration_log.level
+    migration_log.setLevel(logging.WARNING)
+    try:
+        model = Model.from_pretrained(str(checkpoint), map_location=device)
+    finally:
+        migration_log.setLevel(level)
+    if model is None:
+        raise EmbeddedModelMissing(f"could not load the segmentation checkpoint {checkpoint}")
+    return model.eval()
+
+
 class _UnusedPLDA(PLDA):
     """``SpeakerDiarization.__init__`` always loads a PLDA (hub download by default),
     but only VBx clustering uses it; agglomerative clustering never calls this."""
@@ -276,15 +306,47 @@ class _UnusedPLDA(PLDA):
         raise RuntimeError("the embedded diarizer has no PLDA; use AgglomerativeClustering")
 
 
+class ActiveAgglomerativeClustering(AgglomerativeClustering):
+    """pyannote's ``AgglomerativeClustering`` with the "active enough" filter exposed.
+
+    pyannote clusters only the (chunk, local speaker) embeddings that speak alone for
+    at least 20% of a chunk, then assigns every other embedding to the nearest
+    centroid. resemblyzer embeddings of 1-2 s of speech are noisy enough to pull
+    clusters together; ``min_active_ratio`` (a hyper-parameter here) keeps them out
+    of the clustering itself. When too few embeddings pass (short audio), it falls
+    back to pyannote's 20% so that a second speaker can still be found.
+    """
+
+    PYANNOTE_MIN_ACTIVE_RATIO = 0.2
+
+    def __init__(self, metric: str = "cosine", constrained_assignment: bool = False):
+        super().__init__(metric=metric, constrained_assignment=constrained_assignment)
+        self.min_active_ratio = Uniform(0.0, 1.0)
+
+    def filter_embeddings(self, embeddings, segmentations=None, min_active_ratio=None):
+        ratio = self.min_active_ratio if min_active_ratio is None else min_active_ratio
+        kept = super().filter_embeddings(embeddings, segmentations, min_active_ratio=ratio)
+        if len(kept[0]) < 2 and ratio > self.PYANNOTE_MIN_ACTIVE_RATIO:
+            kept = super().filter_embeddings(
+                embeddings, segmentations, min_active_ratio=self.PYANNOTE_MIN_ACTIVE_RATIO
+            )
+        return kept
+
+
 # ------------------------------------------------------------------------ diarizers
 
 
 class EmbeddedDiarizer:
     """Offline default: pyannote's ``SpeakerDiarization`` with embedded models.
 
-    Defaults were tuned (grid search) on pyannote's ``sample.wav`` (telephone, 2
-    speakers) and the AMI excerpts ``dev00``/``dev01`` of pyannote's test data,
-    scored with DER at collar 0 including overlap; see ``load/evaluate_diarization.py``.
+    The tuned defaults come from a grid search on pyannote's ``sample.wav`` (phone call,
+    2 speakers) and the AMI excerpts ``dev00``/``dev01`` of pyannote's test data, DER
+    at collar 0 with overlap scored: 0.054 / 0.222 / 0.251, 2 speakers found in each
+    (``python load/evaluate_diarization.py``). The threshold sits mid-way in the flat
+    region: 0.19-0.21 give the same result, at 0.18 sample.wav splits into 3 speakers,
+    at 0.22 each AMI excerpt collapses into 1. It is a narrow window on 3 files. The volume
+    target matters because resemblyzer's mel is not log-compressed: AMI excerpts are
+    at about -45 dBFS, and -25 dBFS separated their speakers best.
     """
 
     def __init__(
@@ -292,17 +354,19 @@ class EmbeddedDiarizer:
         segmentation_checkpoint: Path | str,
         device: str = "cpu",
         # --- tuned on sample.wav + AMI dev00/dev01 (load/evaluate_diarization.py)
-        clustering_threshold: float = 0.5,
+        clustering_threshold: float = 0.20,
         segmentation_threshold: float = 0.5,
         min_duration_off: float = 0.0,
         clustering_method: str = "average",
-        min_cluster_size: int = 2,
+        min_cluster_size: int = 5,
+        min_active_ratio: float = 0.35,
+        embedding_target_dbfs: float = -25.0,
+        # --- speed / behaviour
         segmentation_step: float = 0.1,
         embedding_exclude_overlap: bool = True,
         constrained_assignment: bool = False,
         batch_size: int = 32,
         embedding_weights: Path | str | None = None,
-        warm_up: bool = True,
     ):
         checkpoint = Path(segmentation_checkpoint)
         if not checkpoint.is_file():
@@ -311,10 +375,10 @@ class EmbeddedDiarizer:
                 "run `make models` to fetch it"
             )
         self.device = torch.device(device)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*automatically upgraded.*")
-            segmentation = Model.from_pretrained(str(checkpoint), map_location=self.device)
-        embedding = ResemblyzerEmbedding.from_resemblyzer(embedding_weights)
+        segmentation = _load_segmentation(checkpoint, self.device)
+        embedding = ResemblyzerEmbedding.from_resemblyzer(
+            embedding_weights, target_dbfs=embedding_target_dbfs
+        )
         self.pipeline = SpeakerDiarization(
             segmentation=segmentation,
             segmentation_step=segmentation_step,
@@ -325,19 +389,19 @@ class EmbeddedDiarizer:
             embedding_batch_size=batch_size,
             segmentation_batch_size=batch_size,
         )
-        self.pipeline.clustering.constrained_assignment = constrained_assignment
+        # same algorithm, plus the min_active_ratio hyper-parameter (see its docstring)
+        self.pipeline.clustering = ActiveAgglomerativeClustering(
+            metric=self.pipeline._embedding.metric,
+            constrained_assignment=constrained_assignment,
+        )
         self.pipeline.instantiate({
             "segmentation": {"threshold": segmentation_threshold,
                              "min_duration_off": min_duration_off},
             "clustering": {"method": clustering_method, "min_cluster_size": min_cluster_size,
-                           "threshold": clustering_threshold},
+                           "threshold": clustering_threshold,
+                           "min_active_ratio": min_active_ratio},
         })
         self.pipeline.to(self.device)
-        if warm_up:
-            # the first CPU forward of each LSTM is several times slower than the next
-            # ones; pay it at start-up rather than on the first request.
-            rng = np.random.default_rng(0)
-            self(0.05 * rng.standard_normal(3 * SAMPLE_RATE).astype(np.float32))
 
     def __call__(
         self,
@@ -354,7 +418,7 @@ class EmbeddedDiarizer:
             # pyannote warns when fewer speakers than min_speakers were found
             warnings.simplefilter("ignore")
             output = self.pipeline(_as_pyannote_file(audio), **kwargs)
-        return annotation_to_turns(_annotation_of(output))
+        return annotation_to_turns(_annotation_of(output), len(audio) / SAMPLE_RATE)
 
 
 class PyannotePipelineDiarizer:
@@ -374,7 +438,16 @@ class PyannotePipelineDiarizer:
         cache_dir: str | None = None,
         device: str = "cpu",
     ) -> PyannotePipelineDiarizer:
-        """Load a hub pipeline (token needed for gated ones) or a local pipeline directory."""
+        """Load a hub pipeline (token needed for gated ones) or a local pipeline directory.
+
+        A source that looks like a path but does not exist fails at once, instead of
+        being tried as a hub id (which retries the network for half a minute).
+        """
+        local = Path(source).expanduser()
+        if local.exists():
+            source = str(local)
+        elif source.startswith(("/", ".", "~")) or source.count("/") > 1:
+            raise FileNotFoundError(f"pyannote pipeline directory {source!r} does not exist")
         try:
             pipeline = Pipeline.from_pretrained(
                 source, token=token, cache_dir=None if cache_dir is None else str(cache_dir)
@@ -405,7 +478,7 @@ class PyannotePipelineDiarizer:
             return []
         with torch.inference_mode():
             output = self.pipeline(_as_pyannote_file(audio), **kwargs)
-        return annotation_to_turns(_annotation_of(output))
+        return annotation_to_turns(_annotation_of(output), len(audio) / SAMPLE_RATE)
 
 
 def load_diarizer(

@@ -45,7 +45,7 @@ def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndar
     # without a channel mask) crash its resampler.
     layout = "mono" if channels == 1 else "stereo"
     resampler = av.AudioResampler(format="flt", layout=layout, rate=SAMPLE_RATE)
-    pieces: list[np.ndarray] = []
+    buffer = io.BytesIO()  # grows in place; read back without a copy (no list + concatenate)
     total = 0
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
@@ -53,9 +53,9 @@ def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndar
                 raise AudioDecodeError("the uploaded file has no audio stream", param="file")
             for mixed in [*_mixed_frames(_frames(container), channels, layout), None]:
                 for out in resampler.resample(mixed):
-                    samples = out.to_ndarray().reshape(-1, channels).T  # packed → (channels, n)
-                    pieces.append(samples)
-                    total += samples.shape[1]
+                    samples = out.to_ndarray()  # packed flt: (1, n * channels)
+                    buffer.write(samples.tobytes())
+                    total += samples.shape[1] // channels
                     if max_samples is not None and total > max_samples:
                         raise PayloadTooLargeError(
                             f"audio lasts more than the {max_duration_s:.0f} s this server accepts",
@@ -69,7 +69,9 @@ def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndar
         gc.collect()  # PyAV's resampler graphs are only freed by the collector (faster-whisper#390)
     if total == 0:
         raise AudioDecodeError("the uploaded file holds no audio samples", param="file")
-    audio = np.concatenate(pieces, axis=1)
+    audio = np.frombuffer(buffer.getbuffer(), dtype=np.float32).reshape(-1, channels).T
+    if channels > 1:
+        audio = np.ascontiguousarray(audio)
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 

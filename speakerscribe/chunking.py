@@ -38,9 +38,28 @@ class Piece:
         return (self.end - self.start) / SAMPLE_RATE
 
 
-def speech_intervals(audio: np.ndarray, vad: VadOptions = PAUSE_VAD) -> list[tuple[int, int]]:
-    """Speech regions ``(start, end)`` in samples, from Silero VAD."""
-    return [(s["start"], s["end"]) for s in get_speech_timestamps(audio, vad)]
+VAD_BLOCK_S = 300.0
+
+
+def speech_intervals(
+    audio: np.ndarray, vad: VadOptions = PAUSE_VAD, block_s: float = VAD_BLOCK_S
+) -> list[tuple[int, int]]:
+    """Speech regions ``(start, end)`` in samples, from Silero VAD.
+
+    VAD runs on blocks of ``block_s``: faster-whisper's VAD holds about two extra copies
+    of its input, which for a 4-hour file would be gigabytes. A region that crosses a
+    block boundary is joined back together.
+    """
+    block = int(block_s * SAMPLE_RATE)
+    intervals: list[tuple[int, int]] = []
+    for offset in range(0, audio.shape[0], block):
+        for found in get_speech_timestamps(audio[offset : offset + block], vad):
+            start, end = found["start"] + offset, found["end"] + offset
+            if intervals and start - intervals[-1][1] <= 1 and start % block <= 1:
+                intervals[-1] = (intervals[-1][0], end)
+            else:
+                intervals.append((start, end))
+    return intervals
 
 
 def plan_pieces(

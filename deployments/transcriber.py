@@ -58,21 +58,40 @@ class Transcriber:
         self.model_calls = 0
         self.pieces_served = 0
         self.largest_batch = 0
+        self.longest_wait_s = 0.0
+        self.batch_wait_timeout_s = settings.batch_wait_timeout_s
+        self._busy_until = 0.0  # expected end of the running model call (monotonic)
+        self._last_call_s = 0.0
         self.reconfigure(
             {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
         )
+
+    def _adapt_batch_wait(self) -> None:
+        """Let a batch keep filling while the model is busy with the previous one.
+
+        Serve forms a batch as soon as its wait ends, even when the model is still busy
+        (the batch then queues for ``max_concurrent_batches``), so under load a short
+        wait gives a string of tiny batches. While a model call runs, the wait is
+        stretched to that call's expected end; when the model is idle it is the
+        configured one, so a lone request pays nothing.
+        """
+        remaining = self._busy_until - time.monotonic()
+        wait = max(self.batch_wait_timeout_s, remaining) if remaining > 0 else self.batch_wait_timeout_s
+        self._batched.set_batch_wait_timeout_s(wait)
 
     def reconfigure(self, user_config: dict) -> None:
         """``user_config`` from serve_config.yaml: batch size and wait change without a restart."""
         if "max_batch_size" in user_config:
             self._batched.set_max_batch_size(int(user_config["max_batch_size"]))
         if "batch_wait_timeout_s" in user_config:
-            self._batched.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
+            self.batch_wait_timeout_s = float(user_config["batch_wait_timeout_s"])
+            self._batched.set_batch_wait_timeout_s(self.batch_wait_timeout_s)
         if user_config.get("pack_short_pieces") is not None:
             self.core.pack_short_pieces = bool(user_config["pack_short_pieces"])
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
         """One piece (≤ 30 s, 16 kHz) → its segments, piece-relative times."""
+        self._adapt_batch_wait()
         result = await self._batched(piece, options, time.monotonic())
         if isinstance(result, Exception):
             raise result
@@ -91,6 +110,7 @@ class Transcriber:
             "model_calls": self.model_calls,
             "pieces_served": self.pieces_served,
             "largest_batch": self.largest_batch,
+            "longest_wait_s": round(self.longest_wait_s, 3),
             "pack_short_pieces": self.core.pack_short_pieces,
         }
 
@@ -110,8 +130,12 @@ class Transcriber:
             started = time.monotonic()
             for index in indices:
                 self._piece_wait.observe(started - queued_at[index])
+                self.longest_wait_s = max(self.longest_wait_s, started - queued_at[index])
+            self._busy_until = started + self._last_call_s
             outputs = await asyncio.to_thread(self.core.transcribe, [pieces[i] for i in indices], option)
-            self._model_call_seconds.observe(time.monotonic() - started)
+            self._last_call_s = time.monotonic() - started
+            self._busy_until = 0.0
+            self._model_call_seconds.observe(self._last_call_s)
             self._batch_size.observe(len(indices))
             self._audio_seconds.inc(sum(pieces[i].shape[0] for i in indices) / SAMPLE_RATE)
             self.model_calls += 1

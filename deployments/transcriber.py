@@ -59,7 +59,6 @@ class Transcriber:
         self.pieces_served = 0
         self.largest_batch = 0
         self.longest_wait_s = 0.0
-        self.batch_wait_timeout_s = settings.batch_wait_timeout_s
         self._busy_until = 0.0  # expected end of the running model call (monotonic)
         self._last_call_s = 0.0
         self.reconfigure(
@@ -76,8 +75,7 @@ class Transcriber:
         configured one, so a lone request pays nothing.
         """
         remaining = self._busy_until - time.monotonic()
-        wait = max(self.batch_wait_timeout_s, remaining) if remaining > 0 else self.batch_wait_timeout_s
-        self._batched.set_batch_wait_timeout_s(wait)
+        self._batched.set_batch_wait_timeout_s(max(self.batch_wait_timeout_s, remaining))
 
     def reconfigure(self, user_config: dict) -> None:
         """``user_config`` from serve_config.yaml: batch size and wait change without a restart."""

@@ -17,7 +17,6 @@ the time taken. These are the files the defaults were tuned on, so the numbers s
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -32,15 +31,12 @@ from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
 from pyannote.database.util import load_rttm, load_uem  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
+from _server import testdata_dir  # noqa: E402
 from speakerscribe.diarization import load_diarizer  # noqa: E402
+from speakerscribe.scoring import to_annotation  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
 
 COMMAND = "python load/evaluate_diarization.py"
-
-
-def default_testdata() -> Path:
-    override = os.environ.get("SPEAKERSCRIBE_TESTDATA")
-    return Path(override) if override else REPO.parent / "shared" / "testdata"
 
 
 def load_wav(path: Path) -> np.ndarray:
@@ -48,13 +44,6 @@ def load_wav(path: Path) -> np.ndarray:
     if rate != SAMPLE_RATE:
         raise SystemExit(f"{path}: expected {SAMPLE_RATE} Hz, got {rate}")
     return audio.mean(axis=1)
-
-
-def to_annotation(turns: list[SpeakerTurn], uri: str) -> Annotation:
-    annotation = Annotation(uri=uri)
-    for index, turn in enumerate(turns):
-        annotation[Segment(turn.start, turn.end), index] = turn.speaker
-    return annotation
 
 
 def score(reference: Annotation, turns: list[SpeakerTurn], uem: Timeline) -> dict[str, float]:
@@ -71,7 +60,7 @@ def score(reference: Annotation, turns: list[SpeakerTurn], uem: Timeline) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--testdata", type=Path, default=default_testdata(),
+    parser.add_argument("--testdata", type=Path, default=testdata_dir(),
                         help="folder holding pyannote/ (default: ../shared/testdata)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)

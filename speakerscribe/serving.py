@@ -66,7 +66,6 @@ class StageClock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
-
 def server_timing(seconds: dict[str, float]) -> str:
     """``Server-Timing`` header value: which stages ran and how long each took (ms)."""
     return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())
@@ -130,7 +129,6 @@ class TranscriptionService:
                 tracks = await asyncio.to_thread(decode_audio_channels, data, max_duration_s=limit)
             else:
                 tracks = [await asyncio.to_thread(decode_audio_bytes, data, max_duration_s=limit)]
-        del data
         if request.enable_vocal_separation:
             with clock.measure("separation"):
                 tracks = list(
@@ -165,25 +163,12 @@ class TranscriptionService:
         ``multichannel`` each channel is its own speaker and no diarizer is needed.
         """
         prepared = await self.prepare(data, request, task)
-        del data
-        transcription = self._timed(
-            prepared.clock,
-            "transcription",
-            self._within(
-                "transcription",
-                asyncio.gather(
-                    *[
-                        self._transcribe_track(t, plan, prepared.options)
-                        for t, plan in zip(prepared.tracks, prepared.plans)
-                    ]
-                ),
-                prepared.tracks[0].shape[0],
-            ),
-        )
         if prepared.runs_diarizer:
-            track_segments, turns = await asyncio.gather(transcription, self._diarize(prepared))
+            track_segments, turns = await asyncio.gather(
+                self._transcribe_tracks(prepared), self._diarize(prepared)
+            )
         else:
-            track_segments, turns = await transcription, []
+            track_segments, turns = await self._transcribe_tracks(prepared), []
         return self._finish(prepared, track_segments, turns)
 
     async def stream_events(self, prepared: "PreparedAudio") -> AsyncIterator[dict]:
@@ -191,7 +176,7 @@ class TranscriptionService:
         then (with diarization) one ``transcript.text.segment`` per segment, then done.
         """
         if prepared.request.multichannel:  # channels interleave: answer once they are all in
-            result = await self.transcribe_prepared(prepared)
+            result = self._finish(prepared, await self._transcribe_tracks(prepared), [])
             deltas = [s.text for s in result.segments]
         else:
             track, pieces = prepared.tracks[0], prepared.plans[0]
@@ -239,15 +224,21 @@ class TranscriptionService:
             "usage": {"type": "duration", "seconds": result.duration},
         }
 
-    async def transcribe_prepared(self, prepared: "PreparedAudio") -> TranscriptionResult:
-        track_segments = await self._within(
-            "transcription",
-            asyncio.gather(
-                *[self._transcribe_track(t, plan, prepared.options) for t, plan in zip(prepared.tracks, prepared.plans)]
-            ),
-            prepared.tracks[0].shape[0],
-        )
-        return self._finish(prepared, list(track_segments), [])
+    async def _transcribe_tracks(self, prepared: "PreparedAudio") -> list[list[Segment]]:
+        """Every track's pieces to the Transcriber at once, under one deadline."""
+        with prepared.clock.measure("transcription"):
+            return list(
+                await self._within(
+                    "transcription",
+                    asyncio.gather(
+                        *[
+                            self._transcribe_track(t, plan, prepared.options)
+                            for t, plan in zip(prepared.tracks, prepared.plans)
+                        ]
+                    ),
+                    prepared.tracks[0].shape[0],
+                )
+            )
 
     async def _diarize(self, prepared: "PreparedAudio") -> list[SpeakerTurn]:
         request = prepared.request
@@ -326,11 +317,6 @@ class TranscriptionService:
                     code="replica_failed",
                 ) from None
             raise
-
-    @staticmethod
-    async def _timed(clock: StageClock, stage: str, awaitable):
-        with clock.measure(stage):
-            return await awaitable
 
 
 def _is_lost_replica(error: BaseException) -> bool:

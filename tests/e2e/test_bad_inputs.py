@@ -123,8 +123,6 @@ def test_upload_and_duration_limits(limited, testdata):
     big = (testdata / "pyannote/sample.wav").read_bytes() * 2  # ~1.8 MB > 1 MB
     response = requests.post(f"{limited}/v1/audio/transcriptions", files={"file": ("big.wav", big)}, timeout=120)
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
-    long_silence = wav(np.zeros(8000 * 720, np.int16).astype(np.float32), 8000, "PCM_U8")  # 12 min, 5.8 MB? no: U8
-    assert len(long_silence) < 1024 * 1024 * 6
     small_but_long = wav(np.zeros(1000 * 720, np.float32), 1000, "PCM_U8")  # 12 min at 1 kHz, 0.7 MB
     response = requests.post(
         f"{limited}/v1/audio/transcriptions", files={"file": ("long.wav", small_but_long)}, timeout=300

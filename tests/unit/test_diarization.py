@@ -9,7 +9,6 @@ and resemblyzer saved as a pyannote embedding checkpoint, referenced as ``$model
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -30,25 +29,13 @@ from speakerscribe.diarization import (
     load_diarizer,
 )
 from speakerscribe.embedded import segmentation_checkpoint_path
+from speakerscribe.scoring import to_annotation
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn
 
 
-def testdata_dir() -> Path:
-    """``shared/testdata`` beside the repository root (SPEAKERSCRIBE_TESTDATA overrides)."""
-    override = os.environ.get("SPEAKERSCRIBE_TESTDATA")
-    if override:
-        return Path(override)
-    here = Path(__file__).resolve()
-    root = next((p for p in here.parents if (p / "speakerscribe").is_dir()), here.parents[2])
-    return root.parent / "shared" / "testdata"
-
-
 @pytest.fixture(scope="module")
-def pyannote_data() -> Path:
-    path = testdata_dir() / "pyannote"
-    if not path.is_dir():
-        pytest.fail(f"test audio not found at {path}; set SPEAKERSCRIBE_TESTDATA")
-    return path
+def pyannote_data(testdata) -> Path:
+    return testdata / "pyannote"
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +55,6 @@ def load_wav(path: Path) -> np.ndarray:
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
     assert rate == SAMPLE_RATE
     return audio.mean(axis=1)
-
-
-def to_annotation(turns: list[SpeakerTurn], uri: str) -> Annotation:
-    annotation = Annotation(uri=uri)
-    for i, turn in enumerate(turns):
-        annotation[Segment(turn.start, turn.end), i] = turn.speaker
-    return annotation
 
 
 def der(reference: Annotation, turns: list[SpeakerTurn], uem: Timeline) -> float:

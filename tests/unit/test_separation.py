@@ -9,13 +9,13 @@ reachable offline.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from speakerscribe.scoring import normalize_text
 from speakerscribe.separation import (
     SAMPLE_RATE,
     DemucsSeparator,
@@ -27,20 +27,9 @@ from speakerscribe.separation import (
 SOURCES = ["drums", "bass", "other", "vocals"]
 
 
-def testdata_dir() -> Path:
-    """``shared/testdata`` beside the repository root (SPEAKERSCRIBE_TESTDATA overrides)."""
-    override = os.environ.get("SPEAKERSCRIBE_TESTDATA")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "shared" / "testdata"
-
-
 @pytest.fixture(scope="module")
-def data_dir() -> Path:
-    path = testdata_dir()
-    if not path.is_dir():
-        pytest.skip(f"test audio not found at {path}; set SPEAKERSCRIBE_TESTDATA")
-    return path
+def data_dir(testdata) -> Path:
+    return testdata
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +54,6 @@ def mix_under_music(
     gain = np.sqrt(np.mean(speech**2) / (np.mean(bed**2) * 10 ** (snr_db / 10)))
     mixture = speech + gain * bed
     return (mixture / max(1.0, float(np.max(np.abs(mixture))))).astype(np.float32)
-
-
-def normalise_text(text: str) -> str:
-    """Whisper-style scoring normalisation: lower case, no punctuation, single spaces."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
 def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -122,15 +106,15 @@ def test_soft_mask_lowers_whisper_wer_under_music(whisper, jfk, music, data_dir,
     """
     import jiwer
 
-    reference = normalise_text((data_dir / "faster-whisper" / "jfk.txt").read_text())
+    reference = normalize_text((data_dir / "faster-whisper" / "jfk.txt").read_text())
     separator = SoftMaskSeparator()
     mixed_texts, separated_texts, sdr_gains = [], [], []
     for offset in MUSIC_OFFSETS_S:
         mixture = mix_under_music(jfk, music, snr_db, offset)
         separated = separator(mixture)
         assert separated.shape == mixture.shape and separated.dtype == np.float32
-        mixed_texts.append(normalise_text(transcribe(whisper, mixture)) or "<empty>")
-        separated_texts.append(normalise_text(transcribe(whisper, separated)) or "<empty>")
+        mixed_texts.append(normalize_text(transcribe(whisper, mixture)) or "<empty>")
+        separated_texts.append(normalize_text(transcribe(whisper, separated)) or "<empty>")
         sdr_gains.append(sdr_db(jfk, separated) - sdr_db(jfk, mixture))
 
     references = [reference] * len(MUSIC_OFFSETS_S)

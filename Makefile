@@ -19,7 +19,7 @@ models: $(STAMP)
 	$(PY) -m speakerscribe.embedded fetch --cache-dir $(MODEL_CACHE)
 
 serve: install
-	$(VENV)/bin/serve run pipeline_graph:app
+	$(VENV)/bin/serve run serve_config.cpu.yaml
 
 test: install
 	$(PY) -m pytest

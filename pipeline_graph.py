@@ -2,7 +2,8 @@
 
     serve run pipeline_graph:app                      # defaults + SPEAKERSCRIBE_* env
     serve run pipeline_graph:build beam_size=1        # typed args, validated by Settings
-    serve run serve_config.yaml                       # the same builder, args from YAML
+    serve run serve_config.cpu.yaml                   # the same builder, args from YAML
+    serve deploy serve_config.yaml                    # production, on a GPU cluster
 """
 
 from ray.serve import Application

@@ -58,19 +58,32 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 class HandleStages:
     """``speakerscribe.serving.Stages`` over DeploymentHandles."""
 
-    def __init__(self, separator: DeploymentHandle, transcriber: DeploymentHandle, diarizer: DeploymentHandle):
+    def __init__(
+        self,
+        default_model: str,
+        separator: DeploymentHandle,
+        transcriber: DeploymentHandle,
+        diarizer: DeploymentHandle,
+    ):
+        self.default_model = default_model
         self.separator = separator
         self.transcriber = transcriber
         self.diarizer = diarizer
 
+    def _transcriber_for(self, model: str) -> DeploymentHandle:
+        """Other models go through Serve multiplexing: routed to replicas that hold them."""
+        if model in ("", self.default_model):
+            return self.transcriber
+        return self.transcriber.options(multiplexed_model_id=model)
+
     async def separate(self, audio: np.ndarray) -> np.ndarray:
         return await self.separator.separate.remote(audio)
 
-    async def detect_language(self, audio: np.ndarray) -> str:
-        return await self.transcriber.detect_language.remote(audio)
+    async def detect_language(self, audio: np.ndarray, model: str) -> str:
+        return await self._transcriber_for(model).detect_language.remote(audio, model)
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
-        return await self.transcriber.transcribe.remote(piece, options)
+        return await self._transcriber_for(options.model).transcribe.remote(piece, options)
 
     async def diarize(self, audio, num_speakers, min_speakers, max_speakers) -> list[SpeakerTurn]:
         return await self.diarizer.diarize.remote(audio, num_speakers, min_speakers, max_speakers)
@@ -120,6 +133,26 @@ async def _sse(events):
     yield "data: [DONE]\n\n"
 
 
+def _with_body_limit(request: Request, limit: int) -> Request:
+    """The same request, but reading its body stops with a 413 once past ``limit`` bytes.
+
+    Covers chunked uploads and lying Content-Length headers; the multipart parser
+    never sees more than the limit.
+    """
+    received = 0
+
+    async def receive() -> dict:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLargeError(f"upload is over the {limit} byte limit", param="file")
+        return message
+
+    return Request(request.scope, receive)
+
+
 async def _ready(handle: DeploymentHandle) -> bool:
     return await handle.ready.remote()
 
@@ -152,8 +185,8 @@ class SpeechIngress:
     ):
         self.settings = settings
         self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file)
-        self.stages = HandleStages(separator, transcriber, diarizer)
-        self._service: TranscriptionService | None = None
+        self.stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
+        self.service = TranscriptionService(settings, self.stages)
         self._stage_seconds = metrics.Histogram(
             "speakerscribe_stage_seconds",
             description="Wall time of each pipeline stage of a request, seen from the ingress.",
@@ -165,12 +198,6 @@ class SpeechIngress:
             description="Seconds of audio answered, by response format.",
             tag_keys=("response_format",),
         )
-
-    async def service(self) -> TranscriptionService:
-        if self._service is None:
-            multilingual = await self.stages.transcriber.is_multilingual.remote()
-            self._service = TranscriptionService(self.settings, self.stages, multilingual=multilingual)
-        return self._service
 
     @api.post(
         "/v1/audio/transcriptions",
@@ -187,7 +214,7 @@ class SpeechIngress:
         self.api_keys.check(request.headers.get("authorization"))
         fields, data = await self._read_form(request)
         transcription_request = TranscriptionRequest.from_form(fields)
-        service = await self.service()
+        service = self.service
         if transcription_request.stream:
             prepared = await service.prepare(data, transcription_request)
             return StreamingResponse(_sse(service.stream_events(prepared)), media_type="text/event-stream")
@@ -206,12 +233,13 @@ class SpeechIngress:
     @api.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
     async def list_models(self, request: Request) -> ModelList:
         self.api_keys.check(request.headers.get("authorization"))
-        return ModelList(data=[ModelCard(id=self.settings.model_id), ModelCard(id=WHISPER_1)])
+        served = [*self.settings.served_models, WHISPER_1]
+        return ModelList(data=[ModelCard(id=model) for model in served])
 
     @api.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES)
     async def get_model(self, model_id: str, request: Request) -> ModelCard:
         self.api_keys.check(request.headers.get("authorization"))
-        if model_id not in (self.settings.model_id, WHISPER_1):
+        if model_id not in (*self.settings.served_models, WHISPER_1):
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return ModelCard(id=model_id)
 
@@ -245,6 +273,7 @@ class SpeechIngress:
             )
         fields: dict[str, Any] = {}
         data: bytes | None = None
+        request = _with_body_limit(request, self.settings.max_upload_bytes)
         try:
             async with request.form(max_files=1, max_fields=64) as form:
                 for key in form.keys():

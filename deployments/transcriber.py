@@ -1,4 +1,10 @@
-"""Transcriber: faster-whisper, batching ≤30 s pieces of all requests into one model call."""
+"""Transcriber: faster-whisper, batching ≤30 s pieces of all requests into one model call.
+
+The default model is loaded at start; the others in ``whisper_models`` are loaded on
+first use through Serve model multiplexing (requests for them are routed to replicas
+that hold them, and each replica evicts the least recently used). Batches are formed
+across models but every model call decodes pieces of one model with one set of options.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import numpy as np
 from ray import serve
 from ray.serve import metrics
 
+from speakerscribe.errors import ModelNotFoundError
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model
 from speakerscribe.types import SAMPLE_RATE, Segment
@@ -27,15 +34,13 @@ logger = logging.getLogger("ray.serve")
 class Transcriber:
     def __init__(self, settings: Settings):
         self.settings = settings
-        model = load_whisper_model(
-            settings.whisper_model,
-            device=settings.whisper_device,
-            compute_type=settings.whisper_compute_type,
-            cpu_threads=settings.whisper_cpu_threads,
-            download_root=settings.model_cache_dir / "whisper",
-        )
-        pack = settings.pack_short_pieces
-        self.core = BatchTranscriber(model, pack_short_pieces=model.model.device == "cpu" if pack is None else pack)
+        self.core = self._load(settings.whisper_model)
+
+        async def load_other(model_id: str) -> BatchTranscriber:  # a plain function: Serve keeps
+            return await self._load_other_model(model_id)  # its LRU cache on it, per replica
+
+        multiplexed = serve.multiplexed(max_num_models_per_replica=settings.max_models_per_replica)
+        self._load_other = multiplexed(load_other)
         self._batch_size = metrics.Histogram(
             "speakerscribe_transcriber_batch_size",
             description="Pieces decoded together in one Whisper model call.",
@@ -56,6 +61,7 @@ class Transcriber:
             description="Seconds of audio decoded by Whisper.",
         )
         self.model_calls = 0
+        self.pieces_by_model: dict[str, int] = defaultdict(int)
         self.pieces_served = 0
         self.largest_batch = 0
         self.longest_wait_s = 0.0
@@ -64,6 +70,29 @@ class Transcriber:
         self.reconfigure(
             {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
         )
+
+    def _load(self, source: str) -> BatchTranscriber:
+        model = load_whisper_model(
+            source,
+            device=self.settings.whisper_device,
+            compute_type=self.settings.whisper_compute_type,
+            cpu_threads=self.settings.whisper_cpu_threads,
+            download_root=self.settings.model_cache_dir / "whisper",
+        )
+        pack = self.settings.pack_short_pieces
+        return BatchTranscriber(model, pack_short_pieces=model.model.device == "cpu" if pack is None else pack)
+
+    async def _load_other_model(self, model_id: str) -> BatchTranscriber:
+        """Serve's multiplexing calls this on a replica's first request for ``model_id``."""
+        logger.info("loading Whisper model %r", model_id)
+        return await asyncio.to_thread(self._load, self.settings.whisper_models[model_id])
+
+    async def _model(self, model_id: str) -> BatchTranscriber:
+        if model_id in ("", self.settings.model_id):
+            return self.core
+        if model_id not in self.settings.whisper_models:
+            raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
+        return await self._load_other(model_id)
 
     def _adapt_batch_wait(self) -> None:
         """Let a batch keep filling while the model is busy with the previous one.
@@ -89,24 +118,27 @@ class Transcriber:
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
         """One piece (≤ 30 s, 16 kHz) → its segments, piece-relative times."""
+        model = await self._model(options.model)
         self._adapt_batch_wait()
-        result = await self._batched(piece, options, time.monotonic())
+        result = await self._batched(piece, options, model, time.monotonic())
         if isinstance(result, Exception):
             raise result
         return result.segments
 
-    async def detect_language(self, audio: np.ndarray) -> str:
-        language, _ = await asyncio.to_thread(self.core.detect_language, audio)
+    async def detect_language(self, audio: np.ndarray, model_id: str = "") -> str:
+        """Language of the first 30 s; "en" at once for English-only models."""
+        model = await self._model(model_id)
+        if not model.is_multilingual:
+            return "en"
+        language, _ = await asyncio.to_thread(model.detect_language, audio)
         return language
-
-    def is_multilingual(self) -> bool:
-        return self.core.is_multilingual
 
     def stats(self) -> dict:
         """Counters the tests and benchmarks read to see batching at work."""
         return {
             "model_calls": self.model_calls,
             "pieces_served": self.pieces_served,
+            "pieces_by_model": dict(self.pieces_by_model),
             "largest_batch": self.largest_batch,
             "longest_wait_s": round(self.longest_wait_s, 3),
             "pack_short_pieces": self.core.pack_short_pieces,
@@ -117,9 +149,16 @@ class Transcriber:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def _batched(
-        self, pieces: list[np.ndarray], options: list[DecodeOptions], queued_at: list[float]
+        self,
+        pieces: list[np.ndarray],
+        options: list[DecodeOptions],
+        models: list[BatchTranscriber],
+        queued_at: list[float],
     ) -> list:
-        """Group the batch by decoding options; one model call per group, off the event loop."""
+        """Group the batch by decoding options (model included); one model call per group,
+        off the event loop. Each piece carries its loaded model, so an eviction between
+        routing and decoding cannot pull it away.
+        """
         groups: dict[DecodeOptions, list[int]] = defaultdict(list)
         for index, option in enumerate(options):
             groups[option].append(index)
@@ -130,7 +169,8 @@ class Transcriber:
                 self._piece_wait.observe(started - queued_at[index])
                 self.longest_wait_s = max(self.longest_wait_s, started - queued_at[index])
             self._busy_until = started + self._last_call_s
-            outputs = await asyncio.to_thread(self.core.transcribe, [pieces[i] for i in indices], option)
+            model = models[indices[0]]
+            outputs = await asyncio.to_thread(model.transcribe, [pieces[i] for i in indices], option)
             self._last_call_s = time.monotonic() - started
             self._busy_until = 0.0
             self._model_call_seconds.observe(self._last_call_s)
@@ -138,6 +178,7 @@ class Transcriber:
             self._audio_seconds.inc(sum(pieces[i].shape[0] for i in indices) / SAMPLE_RATE)
             self.model_calls += 1
             self.pieces_served += len(indices)
+            self.pieces_by_model[option.model or self.settings.model_id] += len(indices)
             self.largest_batch = max(self.largest_batch, len(indices))
             for index, output in zip(indices, outputs):
                 results[index] = output

@@ -38,7 +38,7 @@ class Stages(Protocol):
 
     async def separate(self, audio: np.ndarray) -> np.ndarray: ...
 
-    async def detect_language(self, audio: np.ndarray) -> str: ...
+    async def detect_language(self, audio: np.ndarray, model: str) -> str: ...
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]: ...
 
@@ -90,17 +90,19 @@ class PreparedAudio:
 class TranscriptionService:
     """``POST /v1/audio/transcriptions`` without the HTTP: bytes + request → result."""
 
-    def __init__(self, settings: Settings, stages: Stages, multilingual: bool = False):
+    def __init__(self, settings: Settings, stages: Stages):
         self.settings = settings
         self.stages = stages
-        self.multilingual = multilingual
 
     def resolve_model(self, requested: str | None) -> str:
-        served = self.settings.model_id
-        if requested in (None, WHISPER_1, served):
-            return served
+        """The request's ``model`` → a served model id (``whisper-1`` is the default's alias)."""
+        if requested in (None, "", WHISPER_1):
+            return self.settings.model_id
+        if requested in self.settings.served_models:
+            return requested
+        available = ", ".join(repr(m) for m in self.settings.served_models)
         raise ModelNotFoundError(
-            f"model {requested!r} is not served here; available: {served!r} (alias {WHISPER_1!r})",
+            f"model {requested!r} is not served here; available: {available} (alias {WHISPER_1!r})",
             param="model",
         )
 
@@ -120,7 +122,7 @@ class TranscriptionService:
 
         Streaming answers call this before sending headers, so bad input still gets a 4xx.
         """
-        self.resolve_model(request.model)
+        model = self.resolve_model(request.model)
         self.check_speaker_limits(request)
         clock = StageClock()
         limit = self.settings.max_audio_duration_s
@@ -145,7 +147,8 @@ class TranscriptionService:
                 for track in tracks
             ]
         options = DecodeOptions(
-            language=await self._language(request, tracks, plans),
+            model=model,
+            language=await self._language(request, model, tracks, plans),
             task=task,  # type: ignore[arg-type]
             prompt=request.prompt,
             temperature=request.temperature,
@@ -277,16 +280,22 @@ class TranscriptionService:
         )
 
     async def _language(
-        self, request: TranscriptionRequest, tracks: list[np.ndarray], plans: list[list[Piece]]
+        self,
+        request: TranscriptionRequest,
+        model: str,
+        tracks: list[np.ndarray],
+        plans: list[list[Piece]],
     ) -> str:
-        """The request's language, else detected on the first speech (multilingual models)."""
-        if request.language or not self.multilingual:
-            return request.language or "en"
+        """The request's language, else detected on the first speech.
+
+        The Transcriber answers "en" at once for English-only models.
+        """
+        if request.language:
+            return request.language
         for track, plan in zip(tracks, plans):
             if plan:
-                return await self._within(
-                    "language detection", self.stages.detect_language(track[plan[0].start :]), 0
-                )
+                detection = self.stages.detect_language(track[plan[0].start :], model)
+                return await self._within("language detection", detection, 0)
         return "en"
 
     async def _transcribe_track(

@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     served_model_name: str | None = Field(
         None, description="The model id clients see; defaults to the whisper_model name."
     )
+    whisper_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="more Whisper models served beside the default, name clients use → model "
+        "id or directory; chosen by the request's model field, loaded on a replica when first "
+        "asked for (Serve model multiplexing), least recently used evicted",
+    )
+    max_models_per_replica: int = Field(
+        2, ge=1, le=16, description="whisper_models a Transcriber replica keeps loaded at once"
+    )
     whisper_device: Device = "auto"
     whisper_compute_type: str = Field(
         "auto", description="CTranslate2 compute type; auto picks float16 on GPU, int8 on CPU."
@@ -123,6 +132,24 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @field_validator("whisper_models", mode="after")
+    @classmethod
+    def _model_sources(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, source in value.items():
+            if not name.strip() or not source.strip():
+                raise ValueError("model names and sources must not be empty")
+            path = Path(source).expanduser()
+            if source.startswith(("/", ".", "~")) and not path.is_dir():
+                raise ValueError(f"{name}: model directory does not exist: {source}")
+        return {name.strip(): source.strip() for name, source in value.items()}
+
+    @model_validator(mode="after")
+    def _served_names_are_unique(self) -> "Settings":
+        taken = {self.model_id, "whisper-1"} & set(self.whisper_models)
+        if taken:
+            raise ValueError(f"whisper_models reuses the default model's names: {sorted(taken)}")
+        return self
+
     @model_validator(mode="after")
     def _max_piece_vs_window(self) -> "Settings":
         if self.cut_search_window_s >= self.max_piece_s:
@@ -138,6 +165,11 @@ class Settings(BaseSettings):
         if self.served_model_name:
             return self.served_model_name
         return "whisper-tiny.en" if self.whisper_model == "embedded" else self.whisper_model
+
+    @property
+    def served_models(self) -> list[str]:
+        """Every model id a request may name: the default first, then whisper_models."""
+        return [self.model_id, *self.whisper_models]
 
     @property
     def max_upload_bytes(self) -> int:

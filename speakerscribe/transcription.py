@@ -44,8 +44,13 @@ LOGPROB_THRESHOLD = -1.0
 
 @dataclass(frozen=True, slots=True)
 class DecodeOptions:
-    """What a piece is decoded with. Hashable: one model call only mixes equal options."""
+    """What a piece is decoded with. Hashable: one model call only mixes equal options.
 
+    ``model`` is the served model id (the request's ``model``, resolved); pieces for
+    different models never share a call.
+    """
+
+    model: str = ""
     language: str | None = None
     task: Task = "transcribe"
     prompt: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import av
 import numpy as np
@@ -92,7 +93,15 @@ def cases(testdata):
     ]
 
 
+def temp_files() -> set[str]:
+    """What Python's tempfile (Starlette's upload spooling included) leaves in the temp dir."""
+    import tempfile
+
+    return {p.name for p in Path(tempfile.gettempdir()).glob("tmp*")}
+
+
 def test_bad_input_corpus(server, testdata):
+    temp_before = temp_files()
     outcomes = []
     for name, files, form, status, check in cases(testdata):
         response = requests.post(f"{server}/v1/audio/transcriptions", files=files, data=form, timeout=600)
@@ -112,6 +121,7 @@ def test_bad_input_corpus(server, testdata):
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
         good = requests.post(f"{server}/v1/audio/transcriptions", files={"file": audio}, timeout=600)
     assert good.status_code == 200 and "ask not what your country" in good.json()["text"].lower().replace(",", "")
+    assert temp_files() <= temp_before  # no request, good or bad, left a temporary file
 
 
 def test_non_multipart_json_body(server):
@@ -129,3 +139,45 @@ def test_upload_and_duration_limits(limited, testdata):
     )
     assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_long"
     assert requests.get(f"{limited}/health", timeout=30).status_code == 200
+
+
+def multipart(name: str, payload: bytes, **fields: str) -> tuple[bytes, str]:
+    from urllib3 import encode_multipart_formdata
+
+    return encode_multipart_formdata({**fields, "file": (name, payload)})
+
+
+def trickle(body: bytes, chunk: int, pause_s: float):
+    """A chunked upload (no Content-Length) that arrives slowly."""
+    import time
+
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
+        time.sleep(pause_s)
+
+
+def test_chunked_upload_over_the_limit_stops_at_the_limit(limited, testdata):
+    body, content_type = multipart("big.wav", (testdata / "pyannote/sample.wav").read_bytes() * 2)
+    response = requests.post(
+        f"{limited}/v1/audio/transcriptions",
+        data=trickle(body, 256 * 1024, 0.0),
+        headers={"Content-Type": content_type},
+        timeout=120,
+    )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert requests.get(f"{limited}/health", timeout=30).status_code == 200
+
+
+def test_slow_chunked_upload_is_received_whole(server, testdata):
+    """An upload that trickles in over seconds is neither cut nor refused."""
+    body, content_type = multipart(
+        "jfk.flac", (testdata / "faster-whisper/jfk.flac").read_bytes(), enable_speaker_diarization="false"
+    )
+    response = requests.post(
+        f"{server}/v1/audio/transcriptions",
+        data=trickle(body, 64 * 1024, 0.3),  # 1.1 MB over ~5 s
+        headers={"Content-Type": content_type},
+        timeout=600,
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert "ask not what your country" in response.json()["text"].lower().replace(",", "")

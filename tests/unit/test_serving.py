@@ -21,16 +21,19 @@ class FakeStages:
         self.pieces: list[int] = []
         self.diarized = 0
         self.separated = 0
+        self.models: list[str] = []
 
     async def separate(self, audio):
         self.separated += 1
         return audio
 
-    async def detect_language(self, audio):
+    async def detect_language(self, audio, model):
+        self.models.append(model)
         return "de"
 
     async def transcribe(self, piece, options):
         self.pieces.append(piece.shape[0])
+        self.models.append(options.model)
         middle = piece.shape[0] / SAMPLE_RATE / 2
         words = [Word(" w", middle - 0.1, middle + 0.1)] if options.word_timestamps else []
         return [Segment(0, 0, middle - 0.1, middle + 0.1, " w", words=words)]
@@ -87,7 +90,7 @@ def test_diarization_off_skips_the_diarizer_and_word_timestamps(long_speech):
 
 def test_separation_and_language_detection(long_speech):
     stages = FakeStages()
-    service = TranscriptionService(load_settings(), stages, multilingual=True)
+    service = TranscriptionService(load_settings(), stages)
     result = run(service.transcribe(long_speech, TranscriptionRequest(enable_vocal_separation=True)))
     assert stages.separated == 1 and result.language == "de"
 
@@ -102,9 +105,18 @@ def test_silence_sends_nothing_to_the_transcriber():
 
 def test_unknown_model_is_404_and_alias_works():
     service = TranscriptionService(load_settings(), FakeStages())
-    assert service.resolve_model("whisper-1") == service.resolve_model(None)
-    with pytest.raises(ModelNotFoundError):
+    assert service.resolve_model("whisper-1") == service.resolve_model(None) == "whisper-tiny.en"
+    with pytest.raises(ModelNotFoundError, match="gpt-9"):
         service.resolve_model("gpt-9")
+
+
+def test_requests_name_one_of_several_models(long_speech, tmp_path):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(whisper_models={"other": str(tmp_path)}), stages)
+    run(service.transcribe(long_speech, TranscriptionRequest(model="other", enable_speaker_diarization=False)))
+    run(service.transcribe(long_speech, TranscriptionRequest(enable_speaker_diarization=False)))
+    assert set(stages.models) == {"other", "whisper-tiny.en"}
+    assert stages.models[0] == "other"  # language detection asks the requested model
 
 
 def test_stream_events_deltas_in_order_then_segments_then_done(long_speech):

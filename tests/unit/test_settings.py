@@ -26,9 +26,17 @@ def test_env_prefix(monkeypatch):
         ({"separation_repo": "/no/such/dir"}, "separation_repo"),
         ({"whisper_model": " "}, "whisper_model"),
         ({"unknown_knob": 1}, "unknown_knob"),
+        ({"whisper_models": {"mine": "/no/such/model"}}, "whisper_models"),
+        ({"whisper_models": {"whisper-1": "tiny"}}, "whisper_models"),
+        ({"max_models_per_replica": 0}, "max_models_per_replica"),
     ],
 )
 def test_bad_values_name_the_field(overrides, field):
     with pytest.raises(SettingsError) as raised:
         load_settings(**overrides)
     assert field in str(raised.value)
+
+
+def test_served_models_are_the_default_then_the_others(tmp_path):
+    settings = load_settings(whisper_models={"random": str(tmp_path)})
+    assert settings.served_models == ["whisper-tiny.en", "random"]

@@ -41,6 +41,13 @@ class Diarizer:
                 max_speakers=max_speakers,
             )
 
+    async def embed(self, audio: np.ndarray) -> np.ndarray:
+        """A speaker embedding of one clip: live streams match their speakers with these.
+
+        Short and frequent, so it does not wait behind a whole-file diarization.
+        """
+        return await asyncio.to_thread(self.model.embed, audio)
+
     def ready(self) -> bool:
         return True
 

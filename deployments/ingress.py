@@ -6,10 +6,13 @@ import json
 import logging
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
@@ -17,6 +20,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import UploadFile
 
+import speakerscribe
 from speakerscribe.auth import ApiKeys
 from speakerscribe.errors import (
     InvalidRequestError,
@@ -49,6 +53,8 @@ api = FastAPI(
     summary="Who said what and when: OpenAI-compatible transcription with speaker labels.",
     version="0.1.0",
 )
+# The browser page: plain HTML and JavaScript, no build step; it calls the API by relative URLs.
+api.mount("/ui", StaticFiles(directory=Path(speakerscribe.__file__).parent / "static", html=True))
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 500, 503, 504)
@@ -243,9 +249,17 @@ class SpeechIngress:
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return ModelCard(id=model_id)
 
+    @api.get("/", include_in_schema=False)
+    async def home(self) -> RedirectResponse:
+        return RedirectResponse("ui/")
+
     @api.get("/health")
     async def health(self) -> JSONResponse:
-        """200 only when every stage answers; 503 with the failing ones otherwise."""
+        """200 only when every stage answers; 503 with the failing ones otherwise.
+
+        A replica answers only once its __init__ has loaded its models, so 200 means the
+        default models are loaded on at least one replica of each stage.
+        """
         names = ("separator", "transcriber", "diarizer")
         handles = [self.stages.separator, self.stages.transcriber, self.stages.diarizer]
         results = await asyncio.gather(
@@ -254,7 +268,11 @@ class SpeechIngress:
         status = {name: (r is True) for name, r in zip(names, results)}
         healthy = all(status.values())
         return JSONResponse(
-            {"status": "ok" if healthy else "unavailable", "deployments": status},
+            {
+                "status": "ok" if healthy else "unavailable",
+                "deployments": status,
+                "models": self.settings.served_models,
+            },
             status_code=200 if healthy else 503,
         )
 

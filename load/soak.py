@@ -5,7 +5,13 @@ Starts the application itself, keeps ``--clients`` closed-loop clients busy for
 word timestamps, separation), then prints requests served, errors by status, and the
 resident memory of every replica at the start and the end.
 
-    python load/soak.py [--minutes 10] [--clients 8]
+The same load runs for ``--warmup-minutes`` first and is not counted: a replica's
+resident memory climbs to its working set at full concurrency (allocator arenas per
+thread, the largest decoded files in flight at once) and then stays there. Growth from
+that start is what a leak would show; memory is also sampled every minute, so a climb
+and a plateau can be told apart.
+
+    python load/soak.py [--minutes 10] [--clients 8] [--warmup-minutes 2]
 """
 
 from __future__ import annotations
@@ -43,20 +49,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--warmup-minutes", type=float, default=2.0)
     parser.add_argument("--port", type=int, default=8127)
     args = parser.parse_args()
 
     clips = [(name, (testdata_dir() / name).read_bytes()) for name in CLIPS]
-    statuses: collections.Counter = collections.Counter()
     lock = threading.Lock()
-    stop_at = time.time() + args.minutes * 60
 
-    with running_app(args.port) as base:
-        url = f"{base}/v1/audio/transcriptions"
-        warm_up = [(clip, OPTIONS[0]) for clip in clips] + [(clips[2], options) for options in OPTIONS]
-        for clip, options in warm_up:  # every clip and every path once, before the first reading
-            requests.post(url, files={"file": clip}, data=options, timeout=600)
-        start_memory = replica_memory_mb()
+    def saturate(url: str, minutes: float, statuses: collections.Counter) -> None:
+        """``--clients`` closed-loop clients for ``minutes``; memory sampled each minute."""
+        stop_at = time.time() + minutes * 60
 
         def client(seed: int) -> None:
             rng = random.Random(seed)
@@ -72,11 +74,25 @@ def main() -> None:
                 with lock:
                     statuses[status] += 1
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(seed,)) for seed in range(args.clients)]
         for thread in threads:
             thread.start()
+        while any(thread.is_alive() for thread in threads):
+            time.sleep(min(60.0, max(stop_at - time.time(), 0.0) + 1))
+            memory = replica_memory_mb()
+            line = ", ".join(f"{name.split('/')[-1]} {m['rss_mb']:.0f}" for name, m in sorted(memory.items()))
+            print(f"  {time.strftime('%H:%M:%S')} RSS MB: {line}", flush=True)
         for thread in threads:
             thread.join()
+
+    statuses: collections.Counter = collections.Counter()
+    with running_app(args.port) as base:
+        url = f"{base}/v1/audio/transcriptions"
+        print(f"warm-up: {args.warmup_minutes:g} min at saturation (not counted)", flush=True)
+        saturate(url, args.warmup_minutes, collections.Counter())
+        start_memory = replica_memory_mb()
+        print(f"soak: {args.minutes:g} min", flush=True)
+        saturate(url, args.minutes, statuses)
         end_memory = replica_memory_mb()
 
     served = statuses.get(200, 0)
@@ -89,7 +105,10 @@ def main() -> None:
         last = end_memory[name]["rss_mb"]
         growth = (last - first) / first * 100 if first else float("nan")
         print(f"{name:<40} {first:>9.0f} {last:>9.0f} {growth:>6.1f}%")
-    print(f"\ncommand: python load/soak.py --minutes {args.minutes:g} --clients {args.clients}")
+    print(
+        f"\ncommand: python load/soak.py --minutes {args.minutes:g} --clients {args.clients} "
+        f"--warmup-minutes {args.warmup_minutes:g}"
+    )
 
 
 if __name__ == "__main__":

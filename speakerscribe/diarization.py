@@ -78,6 +78,8 @@ class Diarizer(Protocol):
         max_speakers: int | None = None,
     ) -> list[SpeakerTurn]: ...
 
+    def embed(self, audio: np.ndarray) -> np.ndarray: ...
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -336,6 +338,21 @@ class ActiveAgglomerativeClustering(AgglomerativeClustering):
 # ------------------------------------------------------------------------ diarizers
 
 
+def embed_clip(pipeline: Any, audio: np.ndarray, device: torch.device) -> np.ndarray:
+    """One speaker embedding for a clip, by the pipeline's own embedding model.
+
+    Live transcription matches each final segment to the speakers seen so far in its
+    stream with these, so live labels come from the same voice model as offline ones.
+    """
+    embedding = getattr(pipeline, "_embedding", None)
+    if embedding is None:
+        raise TypeError(f"{type(pipeline).__name__} has no speaker embedding model")
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, None]
+    with torch.inference_mode():
+        vectors = embedding(waveform.to(device))
+    return np.asarray(vectors, dtype=np.float32)[0]
+
+
 class EmbeddedDiarizer:
     """Offline default: pyannote's ``SpeakerDiarization`` with embedded models.
 
@@ -420,6 +437,9 @@ class EmbeddedDiarizer:
             output = self.pipeline(_as_pyannote_file(audio), **kwargs)
         return annotation_to_turns(_annotation_of(output), len(audio) / SAMPLE_RATE)
 
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        return embed_clip(self.pipeline, audio, self.device)
+
 
 class PyannotePipelineDiarizer:
     """Production diarizer: any ``pyannote.audio.Pipeline`` (4.x or legacy output)."""
@@ -479,6 +499,9 @@ class PyannotePipelineDiarizer:
         with torch.inference_mode():
             output = self.pipeline(_as_pyannote_file(audio), **kwargs)
         return annotation_to_turns(_annotation_of(output), len(audio) / SAMPLE_RATE)
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        return embed_clip(self.pipeline, audio, self.device)
 
 
 def load_diarizer(

@@ -261,6 +261,10 @@ class BatchTranscriber:
         avg_logprob = float(output["avg_logprob"])
         if no_speech > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
             return []  # Whisper's silence rule: the piece holds no speech
+        def clamp(seconds: float) -> float:
+            """Inside the piece: word alignment can land a frame before 0 or past the end."""
+            return round(min(max(float(seconds), 0.0), duration), 3)
+
         segments = []
         for item in raw:
             text = item["text"]
@@ -269,8 +273,8 @@ class BatchTranscriber:
             words = [
                 Word(
                     word=w["word"],
-                    start=round(min(float(w["start"]), duration), 3),
-                    end=round(min(float(w["end"]), duration), 3),
+                    start=clamp(w["start"]),
+                    end=clamp(w["end"]),
                     probability=float(w["probability"]),
                 )
                 for w in item.get("words", [])
@@ -279,8 +283,8 @@ class BatchTranscriber:
                 Segment(
                     id=len(segments),
                     seek=0,
-                    start=round(min(float(item["start"]), duration), 3),
-                    end=round(min(float(item["end"]), duration), 3),
+                    start=clamp(item["start"]),
+                    end=clamp(item["end"]),
                     text=text,
                     tokens=list(item["tokens"]),
                     temperature=options.temperature,

@@ -173,3 +173,17 @@ def test_short_clip_turns_stay_inside_audio(diarizer, pyannote_data):
     """pyannote pads the last chunk; turns must still end by the end of the audio."""
     clip = load_wav(pyannote_data / "sample.wav")[8 * SAMPLE_RATE : 9 * SAMPLE_RATE]
     assert_turn_shape(diarizer(clip), 1.0)
+
+
+def test_clip_embeddings_tell_speakers_apart(diarizer, testdata):
+    """Live streams match speakers by these: same voice closer than another voice."""
+
+    def embed(name: str) -> np.ndarray:
+        from speakerscribe.audio import decode_audio_bytes
+
+        vector = diarizer.embed(decode_audio_bytes((testdata / f"speechbrain/{name}.wav").read_bytes()))
+        return vector / np.linalg.norm(vector)
+
+    spk1, spk1_again, spk2 = embed("spk1_snt1"), embed("spk1_snt2"), embed("spk2_snt1")
+    assert spk1.ndim == 1 and np.all(np.isfinite(spk1))
+    assert spk1 @ spk1_again > spk1 @ spk2

@@ -7,7 +7,13 @@ import pytest
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
 from speakerscribe.scoring import word_error_rate
-from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model
+from speakerscribe.transcription import (
+    BatchTranscriber,
+    DecodeOptions,
+    load_whisper_model,
+    resolve_compute_type,
+)
+from speakerscribe.types import SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +59,27 @@ def test_a_failing_piece_fails_alone(transcriber, pieces):
     assert isinstance(results[1], ModelFailureError)
 
 
-def test_local_model_directory_and_missing_one(tmp_path):
-    from speakerscribe.embedded import whisper_tiny_en_path
+def test_local_model_directory_and_missing_one(tmp_path, testdata):
+    """A converted model directory (here a random one) loads with device and compute type
+    chosen automatically, and decodes a piece to segments of the right shape."""
+    from speakerscribe.errors import ModelNotFoundError
+    from speakerscribe.random_whisper import build_random_whisper
 
-    model = load_whisper_model(str(whisper_tiny_en_path()), device="cpu", compute_type="int8")
+    directory = build_random_whisper(tmp_path / "random-whisper", size="tiny-test")
+    model = load_whisper_model(str(directory), device="auto", compute_type="auto")
+    assert model.model.device == "cpu" and model.model.compute_type.startswith("int8")
     assert not model.model.is_multilingual
-    with pytest.raises(Exception):
+    audio = decode_audio_bytes((testdata / "faster-whisper/jfk.flac").read_bytes())[: 5 * SAMPLE_RATE]
+    (result,) = BatchTranscriber(model).transcribe([audio], DecodeOptions(language="en", beam_size=1))
+    assert result.segments and all(0 <= s.start <= s.end <= 5.0 for s in result.segments)
+    with pytest.raises(ModelNotFoundError):
         load_whisper_model(str(tmp_path / "no-such-model"), device="cpu")
+
+
+def test_compute_type_follows_the_device():
+    assert resolve_compute_type("auto", "cuda") == "float16"
+    assert resolve_compute_type("auto", "cpu") == "int8"
+    assert resolve_compute_type("int8_float16", "cuda") == "int8_float16"
 
 
 def test_packed_short_pieces_read_the_same(transcriber, testdata):

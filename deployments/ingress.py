@@ -9,7 +9,7 @@ from typing import Any
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +32,7 @@ from speakerscribe.errors import (
     UnsupportedMediaError,
 )
 from speakerscribe.formats import render
+from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.protocol import (
     LIST_FIELDS,
     WHISPER_1,
@@ -93,6 +94,24 @@ class HandleStages:
 
     async def diarize(self, audio, num_speakers, min_speakers, max_speakers) -> list[SpeakerTurn]:
         return await self.diarizer.diarize.remote(audio, num_speakers, min_speakers, max_speakers)
+
+    async def embed(self, audio: np.ndarray) -> np.ndarray:
+        return await self.diarizer.embed.remote(audio)
+
+
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+"""Browsers cannot set headers on a WebSocket; OpenAI's clients send the key as a subprotocol."""
+
+
+def _websocket_key(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """(Authorization header value, subprotocol to echo) from a WebSocket handshake."""
+    header = websocket.headers.get("authorization")
+    protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    for protocol in protocols:
+        if protocol.startswith(KEY_SUBPROTOCOL) and header is None:
+            header = f"Bearer {protocol[len(KEY_SUBPROTOCOL):]}"
+    echo = "realtime" if "realtime" in protocols else None
+    return header, echo
 
 
 def error_response(error: SpeechServerError) -> JSONResponse:
@@ -199,6 +218,12 @@ class SpeechIngress:
             boundaries=[0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800],
             tag_keys=("stage",),
         )
+        self._live_streams = metrics.Gauge(
+            "speakerscribe_live_streams",
+            description="Open live transcription WebSockets on this ingress replica.",
+        )
+        self._live_streams.set(0)
+        self._open_live_streams = 0
         self._audio_seconds = metrics.Counter(
             "speakerscribe_audio_seconds_total",
             description="Seconds of audio answered, by response format.",
@@ -248,6 +273,78 @@ class SpeechIngress:
         if model_id not in (*self.settings.served_models, WHISPER_1):
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return ModelCard(id=model_id)
+
+    @api.websocket("/v1/realtime")
+    async def realtime(self, websocket: WebSocket, intent: str = "transcription") -> None:
+        """Live transcription, speaking OpenAI's Realtime transcription protocol.
+
+        JSON client events, or raw PCM16 binary frames at the session's input rate. Model
+        work goes through the same Transcriber (sharing its batches with uploads) and the
+        Diarizer's speaker embedding; the session holds only the open utterance.
+        """
+        authorization, subprotocol = _websocket_key(websocket)
+        try:
+            self.api_keys.check(authorization)
+        except SpeechServerError as error:
+            await websocket.close(code=1008, reason=error.message[:120])
+            return
+        await websocket.accept(subprotocol=subprotocol)
+        if intent != "transcription":
+            await websocket.send_json(
+                {"type": "error", **InvalidRequestError(
+                    f"only intent=transcription is served here, not {intent!r}", param="intent"
+                ).to_openai()}
+            )
+            await websocket.close(code=1008)
+            return
+        connected = True
+
+        async def emit(event: dict) -> None:
+            if connected:
+                await websocket.send_json(event)
+
+        budget = self.settings.stage_timeout_s
+
+        async def transcribe(audio: np.ndarray, options: DecodeOptions) -> list[Segment]:
+            return await asyncio.wait_for(self.stages.transcribe(audio, options), budget)
+
+        async def embed(audio: np.ndarray) -> np.ndarray:
+            return await asyncio.wait_for(self.stages.embed(audio), budget)
+
+        session = RealtimeTranscriptionSession(
+            transcribe,
+            emit,
+            embed,
+            config=RealtimeSessionConfig(
+                model=self.settings.model_id,
+                enable_speaker_diarization=self.settings.enable_speaker_diarization,
+            ),
+            detect_language=lambda audio: self.stages.detect_language(audio, self.settings.model_id),
+            resolve_model=self.service.resolve_model,
+            beam_size=self.settings.beam_size,
+            max_speakers=self.settings.max_speakers_limit,
+        )
+        self._open_live_streams += 1
+        self._live_streams.set(self._open_live_streams)
+        try:
+            await session.start()
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("bytes") is not None:
+                    await session.append_pcm16(message["bytes"])
+                elif message.get("text") is not None:
+                    await session.handle_event(message["text"])
+        except WebSocketDisconnect:
+            pass
+        finally:
+            connected = websocket.client_state.name == "CONNECTED"
+            try:
+                await session.close()  # finishes the last utterance for a client still listening
+            finally:
+                self._open_live_streams -= 1
+                self._live_streams.set(self._open_live_streams)
 
     @api.get("/", include_in_schema=False)
     async def home(self) -> RedirectResponse:

@@ -79,8 +79,7 @@ class Transcriber:
             cpu_threads=self.settings.whisper_cpu_threads,
             download_root=self.settings.model_cache_dir / "whisper",
         )
-        pack = self.settings.pack_short_pieces
-        return BatchTranscriber(model, pack_short_pieces=model.model.device == "cpu" if pack is None else pack)
+        return BatchTranscriber(model, pack_short_pieces=self.settings.pack_short_pieces)
 
     async def _load_other_model(self, model_id: str) -> BatchTranscriber:
         """Serve's multiplexing calls this on a replica's first request for ``model_id``."""

@@ -52,10 +52,11 @@ class Settings(BaseSettings):
     beam_size: int = Field(5, ge=1, le=20)
     max_batch_size: int = Field(8, ge=1, le=256, description="pieces per Transcriber model call")
     batch_wait_timeout_s: float = Field(0.01, ge=0.0, le=10.0)
-    pack_short_pieces: bool | None = Field(
-        None,
-        description="share 30 s Whisper windows between short pieces of a batch; "
-        "unset means on for CPU (where the encoder dominates), off on GPU",
+    pack_short_pieces: bool = Field(
+        False,
+        description="share 30 s Whisper windows between short pieces of a batch: more CPU "
+        "throughput, but Whisper can skip or repeat words across a packed window's pieces "
+        "(seen with many streams of the same audio), so it is opt-in",
     )
 
     # --- chunking ---

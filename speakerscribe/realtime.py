@@ -1,0 +1,1024 @@
+"""Live transcription over OpenAI's Realtime transcription protocol, free of Ray.
+
+One ``RealtimeTranscriptionSession`` per WebSocket. The endpoint hands it client events
+(parsed JSON) and raw PCM16 frames; it answers through the injected ``emit`` with server
+events shaped like ``openai.types.realtime``. Model work goes through injected async
+callables (``transcribe``, ``embed``), so the same core runs against Ray deployments in
+the server and against in-process models or fakes in tests.
+
+Flow: PCM16 at the session rate → soxr stream resampler → 16 kHz → streaming Silero VAD
+(faster-whisper's ONNX model, state carried between frames) in 32 ms windows → a
+fixed-size buffer holding only the open utterance plus a short pre-roll. Speech start
+and stop come from the VAD (``server_vad``) or only from client commits
+(``turn_detection: null``). Every ~1 s of new speech a partial decode runs (at most one
+at a time); words that two successive partials agree on go out as ``delta`` events
+(LocalAgreement-2). A committed utterance is decoded once more in full for the final
+``completed`` event; with diarization on each segment is embedded and matched against
+the speakers seen so far in this stream. Utterances are capped below Whisper's 30 s
+window by cutting at the longest recent pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import string
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import soxr
+from faster_whisper.tokenizer import _LANGUAGE_CODES
+from faster_whisper.vad import get_vad_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from speakerscribe.errors import SpeechServerError
+from speakerscribe.scoring import normalize_text
+from speakerscribe.transcription import DecodeOptions
+from speakerscribe.types import SAMPLE_RATE, Segment
+
+logger = logging.getLogger(__name__)
+
+TranscribeFn = Callable[[np.ndarray, DecodeOptions], Awaitable[list[Segment]]]
+EmbedFn = Callable[[np.ndarray], Awaitable["np.ndarray | None"]]
+EmitFn = Callable[[dict], Awaitable[None]]
+DetectLanguageFn = Callable[[np.ndarray], Awaitable[str]]
+
+OPENAI_INPUT_RATE = 24_000
+"""OpenAI's only PCM rate; other rates are our extension (see ``RealtimeSessionConfig``)."""
+
+VAD_WINDOW = 512
+"""Silero VAD at 16 kHz scores 512-sample (32 ms) windows."""
+VAD_CONTEXT = 64
+WINDOW_MS = VAD_WINDOW * 1000 // SAMPLE_RATE
+MIN_COMMIT_MS = 100
+"""OpenAI refuses to commit less than 100 ms of audio."""
+MAX_PREFIX_PADDING_MS = 5_000
+MAX_SILENCE_DURATION_MS = 10_000
+MANUAL_SPEECH_THRESHOLD = 0.5
+"""Without turn detection the VAD still finds pauses to cut long buffers at, and tells
+whether a buffer holds speech worth a partial decode; it uses Silero's default."""
+
+DEFAULT_SPEAKER_THRESHOLD = 0.75
+"""Cosine similarity to a speaker's centroid from which a segment is that speaker.
+
+Measured with resemblyzer (volume-normalised input) on ../shared/testdata: the
+speechbrain clips (clean read speech) score 0.82-0.87 for the same speaker and
+0.50-0.61 for different ones, so anything in between separates them. Conversations
+narrow the choice: run live on pyannote/sample.wav (telephone), 0.72 and below put both
+speakers under one label, 0.78 and above split them into 5-6 labels; 0.75 gave the best
+mean of purity and coverage over sample.wav, dev00.wav and dev01.wav.
+"""
+
+
+# --- session configuration ---------------------------------------------------------------
+
+
+class ServerVad(BaseModel):
+    """OpenAI's ``server_vad`` turn detection, decided by Silero VAD."""
+
+    model_config = ConfigDict(extra="ignore")  # create_response, idle_timeout_ms: no meaning here
+
+    type: Literal["server_vad"] = "server_vad"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(300, ge=0, le=MAX_PREFIX_PADDING_MS)
+    silence_duration_ms: int = Field(500, ge=0, le=MAX_SILENCE_DURATION_MS)
+
+
+class RealtimeSessionConfig(BaseModel):
+    """What a client can set with ``session.update``, flattened from OpenAI's nesting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_rate: int = Field(OPENAI_INPUT_RATE, ge=8_000, le=96_000)
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    turn_detection: ServerVad | None = Field(default_factory=ServerVad)
+    enable_speaker_diarization: bool = False
+    include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        code = value.strip().lower()
+        if code not in _LANGUAGE_CODES:
+            raise ValueError(f"unknown language code {value!r}; use an ISO-639-1 code such as 'en'")
+        return code
+
+    @field_validator("model", "prompt")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value if value and value.strip() else None
+
+    def to_openai(self, session_id: str, model: str | None) -> dict[str, Any]:
+        """The ``session`` object of ``session.created``/``session.updated`` (GA shape)."""
+        turn_detection = self.turn_detection.model_dump() if self.turn_detection else None
+        return {
+            "type": "transcription",
+            "id": session_id,
+            "object": "realtime.transcription_session",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": self.input_rate},
+                    "noise_reduction": None,
+                    "transcription": {
+                        "model": model,
+                        "language": self.language,
+                        "prompt": self.prompt or "",
+                    },
+                    "turn_detection": turn_detection,
+                }
+            },
+            "include": self.include,
+            "enable_speaker_diarization": self.enable_speaker_diarization,
+        }
+
+
+CONFIG_PARAMS = {
+    "input_rate": "session.audio.input.format.rate",
+    "model": "session.audio.input.transcription.model",
+    "language": "session.audio.input.transcription.language",
+    "prompt": "session.audio.input.transcription.prompt",
+    "turn_detection": "session.audio.input.turn_detection",
+    "enable_speaker_diarization": "session.enable_speaker_diarization",
+    "include": "session.include",
+}
+"""Our flat config field → where the client put it, for error ``param``s."""
+
+
+class ClientEventError(Exception):
+    """A client event we cannot honour; becomes an ``error`` server event."""
+
+    def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None):
+        super().__init__(message)
+        self.message, self.code, self.param = message, code, param
+
+
+def session_changes(session: Any) -> dict[str, Any]:
+    """The fields a ``session.update`` (GA nesting) or ``transcription_session.update``
+    (beta flat shape) sets; absent keys keep their value, explicit ``null`` clears."""
+    if not isinstance(session, dict):
+        raise ClientEventError("session must be an object", param="session")
+    if session.get("type", "transcription") != "transcription":
+        raise ClientEventError(
+            "only transcription sessions are served here; set session.type to 'transcription'",
+            param="session.type",
+        )
+    changes: dict[str, Any] = {}
+    audio = _object(session.get("audio"), "session.audio")
+    audio_input = _object(audio.get("input"), "session.audio.input")
+    if "format" in audio_input:
+        changes["input_rate"] = _rate_of_format(audio_input["format"])
+    if "input_audio_format" in session:  # beta
+        if session["input_audio_format"] not in (None, "pcm16"):
+            raise ClientEventError(
+                f"unsupported input_audio_format {session['input_audio_format']!r}; use 'pcm16'",
+                param="session.input_audio_format",
+            )
+        changes["input_rate"] = OPENAI_INPUT_RATE
+    for source, key, where in (
+        (audio_input, "transcription", "session.audio.input"),
+        (session, "input_audio_transcription", "session"),  # beta
+    ):
+        transcription = _object(source.get(key), f"{where}.{key}")
+        for name in ("model", "language", "prompt"):
+            if name in transcription:
+                changes[name] = transcription[name]
+        if "turn_detection" in source:
+            changes["turn_detection"] = _turn_detection(source["turn_detection"])
+    for name in ("include", "enable_speaker_diarization"):
+        if name in session:
+            changes[name] = session[name]
+    return changes
+
+
+def _object(value: Any, param: str) -> dict:
+    """A nested settings object; null means 'nothing to change here'."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ClientEventError(f"{param} must be an object", param=param)
+    return value
+
+
+def _rate_of_format(audio_format: Any) -> Any:
+    audio_format = _object(audio_format, "session.audio.input.format")
+    kind = audio_format.get("type", "audio/pcm")
+    if kind != "audio/pcm":
+        raise ClientEventError(
+            f"unsupported audio format {kind!r}; only 'audio/pcm' (PCM16 little-endian mono)",
+            param="session.audio.input.format.type",
+        )
+    return audio_format.get("rate", OPENAI_INPUT_RATE)
+
+
+def _turn_detection(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dict) and value.get("type", "server_vad") != "server_vad":
+        raise ClientEventError(
+            f"turn_detection type {value.get('type')!r} is not supported; use 'server_vad' or null",
+            param="session.audio.input.turn_detection.type",
+        )
+    return value
+
+
+# --- streaming audio front end -----------------------------------------------------------
+
+
+class StreamingResampler:
+    """PCM at the session rate → 16 kHz; soxr keeps its filter state between frames,
+    so frame edges leave no clicks and the output length never drifts."""
+
+    def __init__(self, input_rate: int):
+        self.input_rate = input_rate
+        self._stream = (
+            soxr.ResampleStream(input_rate, SAMPLE_RATE, 1, dtype="float32")
+            if input_rate != SAMPLE_RATE
+            else None
+        )
+
+    def push(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._stream is None:
+            return samples
+        return self._stream.resample_chunk(samples, last=last)
+
+
+class StreamingVad:
+    """Silero VAD (faster-whisper's ONNX model) scored window by window across frames.
+
+    Carrying the LSTM state and the 64-sample context gives exactly the probabilities
+    of one pass over the whole stream. The model is shared; the state is per stream.
+    """
+
+    def __init__(self):
+        self._model = get_vad_model()
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(VAD_CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    @property
+    def pending_samples(self) -> int:
+        return self._pending.shape[0]
+
+    def push(self, samples: np.ndarray, flush: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Whole windows ``(k, 512)`` and their speech probabilities; a partial window
+        waits for the next call unless ``flush`` pads it with silence."""
+        data = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        if flush and data.shape[0] % VAD_WINDOW:
+            data = np.pad(data, (0, VAD_WINDOW - data.shape[0] % VAD_WINDOW))
+        count = data.shape[0] // VAD_WINDOW
+        self._pending = data[count * VAD_WINDOW :].copy()
+        if count == 0:
+            return np.zeros((0, VAD_WINDOW), np.float32), np.zeros(0, np.float32)
+        windows = data[: count * VAD_WINDOW].reshape(count, VAD_WINDOW).astype(np.float32)
+        contexts = np.concatenate([self._context[None], windows[:-1, -VAD_CONTEXT:]])
+        probabilities, self._h, self._c = self._model.session.run(
+            None,
+            {"input": np.concatenate([contexts, windows], axis=1), "h": self._h, "c": self._c},
+        )
+        self._context = windows[-1, -VAD_CONTEXT:].copy()
+        return windows, np.asarray(probabilities, dtype=np.float32).reshape(-1)
+
+
+class WindowBuffer:
+    """The most recent VAD windows of the stream in a fixed, preallocated array.
+
+    Positions are absolute window indices since the stream began, so times stay valid
+    while old audio is dropped from the front.
+    """
+
+    def __init__(self, capacity_windows: int):
+        self.capacity = capacity_windows
+        self._audio = np.zeros(capacity_windows * VAD_WINDOW, dtype=np.float32)
+        self._probabilities = np.zeros(capacity_windows, dtype=np.float32)
+        self.first = 0
+        self.count = 0
+
+    @property
+    def end(self) -> int:
+        return self.first + self.count
+
+    def push(self, window: np.ndarray, probability: float) -> None:
+        if self.count == self.capacity:
+            raise OverflowError("realtime audio buffer is full")  # the session cuts before this
+        self._audio[self.count * VAD_WINDOW : (self.count + 1) * VAD_WINDOW] = window
+        self._probabilities[self.count] = probability
+        self.count += 1
+
+    def drop_before(self, position: int) -> None:
+        drop = min(max(position - self.first, 0), self.count)
+        if drop == 0:
+            return
+        keep = self.count - drop
+        self._audio[: keep * VAD_WINDOW] = self._audio[drop * VAD_WINDOW : self.count * VAD_WINDOW]
+        self._probabilities[:keep] = self._probabilities[drop : self.count]
+        self.first += drop
+        self.count = keep
+
+    def audio(self, start: int, end: int) -> np.ndarray:
+        a, b = start - self.first, end - self.first
+        return self._audio[a * VAD_WINDOW : b * VAD_WINDOW].copy()
+
+    def probabilities(self, start: int, end: int) -> np.ndarray:
+        return self._probabilities[start - self.first : end - self.first]
+
+
+def longest_pause_middle(silent: np.ndarray) -> int | None:
+    """Index of the middle of the longest run of ``True`` (the latest on ties), or None."""
+    if not silent.any():
+        return None
+    edges = np.diff(np.concatenate([[0], silent.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    lengths = ends - starts
+    best = len(lengths) - 1 - int(np.argmax(lengths[::-1]))
+    return int((starts[best] + ends[best]) // 2)
+
+
+# --- partial text and speakers -----------------------------------------------------------
+
+
+class LocalAgreement:
+    """Stable partial text: a word is final once two successive decodes agree on it and
+    everything before it (LocalAgreement-2, Macháček et al., 2023). Append-only."""
+
+    def __init__(self):
+        self.emitted: list[str] = []
+        self._previous: list[str] = []
+
+    def update(self, text: str) -> str:
+        """The next hypothesis → the delta to send ('' when nothing new is stable)."""
+        words = text.split()
+        keys, previous = (
+            [normalize_text(w) for w in words],
+            [normalize_text(w) for w in self._previous],
+        )
+        self._previous = words
+        agreed = 0
+        while agreed < min(len(keys), len(previous)) and keys[agreed] == previous[agreed]:
+            agreed += 1
+        done = len(self.emitted)
+        if agreed <= done or [normalize_text(w) for w in self.emitted] != keys[:done]:
+            return ""  # nothing new, or the decodes moved away from what was sent
+        new = words[done:agreed]
+        self.emitted.extend(new)
+        return (" " if done else "") + " ".join(new)
+
+
+def speaker_label(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA: labels in order of appearance."""
+    label, index = "", index + 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        label = string.ascii_uppercase[remainder] + label
+    return label
+
+
+class SpeakerTracker:
+    """Online speaker identities of one stream: running-mean centroids, cosine matching.
+
+    At most ``max_speakers`` identities; once full, a segment goes to the closest one.
+    """
+
+    def __init__(self, threshold: float, max_speakers: int):
+        self.threshold = threshold
+        self.max_speakers = max_speakers
+        self._sums: list[np.ndarray | None] = []
+        self.last: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    def assign(self, embedding: np.ndarray) -> str:
+        unit = embedding / np.linalg.norm(embedding)
+        known = [i for i, s in enumerate(self._sums) if s is not None]
+        best, similarity = None, -1.0
+        if known:
+            centroids = np.stack([self._sums[i] for i in known])
+            similarities = centroids @ unit / np.linalg.norm(centroids, axis=1)
+            best, similarity = known[int(np.argmax(similarities))], float(similarities.max())
+        if best is None or (similarity < self.threshold and len(self._sums) < self.max_speakers):
+            empty = [i for i, s in enumerate(self._sums) if s is None]
+            best = empty[0] if empty else len(self._sums)
+            if not empty:
+                self._sums.append(None)
+        current = self._sums[best]
+        self._sums[best] = unit.copy() if current is None else current + unit
+        self.last = speaker_label(best)
+        return self.last
+
+    def fallback(self) -> str:
+        """The previous speaker; the first one (without a voice yet) if nobody spoke."""
+        if self.last is None:
+            self._sums.append(None)  # the next embedding fills it
+            self.last = speaker_label(0)
+        return self.last
+
+
+# --- the session -------------------------------------------------------------------------
+
+
+@dataclass
+class _Utterance:
+    item_id: str
+    start_window: int
+    audio: np.ndarray
+    diarize: bool
+
+    @property
+    def start_s(self) -> float:
+        return self.start_window * VAD_WINDOW / SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.shape[0] / SAMPLE_RATE
+
+
+@dataclass
+class _Turn:
+    """Where the open utterance stands in the window stream."""
+
+    item_id: str
+    start: int | None = None  # first window of the open utterance (prefix included)
+    candidate: int | None = None  # VAD crossed the threshold here, not yet long enough
+    silence_since: int | None = None
+    heard_speech: bool = False
+    next_partial: int = 0
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+
+
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+
+
+def sentence_segments(segments: list[Segment]) -> list[Segment]:
+    """Whisper segments cut after each sentence, timed by their words.
+
+    Speakers mostly take turns between sentences, while one Whisper segment often spans
+    several turns; a sentence is the unit that gets one speaker.
+    """
+    pieces: list[Segment] = []
+    for segment in segments:
+        if not segment.words:
+            pieces.append(segment)
+            continue
+        sentence = []
+        for index, word in enumerate(segment.words):
+            sentence.append(word)
+            if word.word.rstrip().endswith(SENTENCE_ENDS) or index == len(segment.words) - 1:
+                pieces.append(
+                    replace(
+                        segment,
+                        id=len(pieces),
+                        start=sentence[0].start,
+                        end=max(sentence[-1].end, sentence[0].start),
+                        text="".join(w.word for w in sentence),
+                        tokens=[],
+                        words=sentence,
+                    )
+                )
+                sentence = []
+    return pieces
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:22]}"
+
+
+class RealtimeTranscriptionSession:
+    """One live transcription stream: client events in, OpenAI server events out.
+
+    Call ``start()`` once (sends ``session.created``), then ``handle_event`` for every
+    client message and ``append_pcm16`` for binary frames, and ``close()`` at the end
+    (finalises a pending utterance and waits for every final transcript). Calls must not
+    overlap: the endpoint awaits each before reading the next message, which also
+    back-pressures a client that sends faster than transcription keeps up.
+    """
+
+    def __init__(
+        self,
+        transcribe: TranscribeFn,
+        emit: EmitFn,
+        embed: EmbedFn | None = None,
+        *,
+        config: RealtimeSessionConfig | None = None,
+        detect_language: DetectLanguageFn | None = None,
+        resolve_model: Callable[[str | None], str] | None = None,
+        beam_size: int = 5,
+        partial_beam_size: int = 1,
+        speaker_threshold: float = DEFAULT_SPEAKER_THRESHOLD,
+        max_speakers: int = 20,
+        min_speaker_segment_s: float = 1.0,
+        max_utterance_s: float = 25.0,
+        cut_search_s: float = 10.0,
+        partial_interval_s: float = 1.0,
+        min_speech_ms: int = 100,
+        max_pending_finals: int = 4,
+    ):
+        if max_utterance_s > 29.0:
+            raise ValueError("max_utterance_s must leave room inside Whisper's 30 s window")
+        self._transcribe = transcribe
+        self._emit_callable = emit
+        self._embed = embed
+        self._detect_language = detect_language
+        self._resolve_model = resolve_model
+        self.config = config or RealtimeSessionConfig()
+        if self.config.enable_speaker_diarization and embed is None:
+            raise ValueError("speaker diarization needs an embed callable")
+        self.session_id = new_id("sess")
+        self.beam_size = beam_size
+        self.partial_beam_size = partial_beam_size
+        self.min_speaker_segment_s = min_speaker_segment_s
+        self._max_utterance = int(max_utterance_s * SAMPLE_RATE) // VAD_WINDOW
+        self._cut_search = int(cut_search_s * SAMPLE_RATE) // VAD_WINDOW
+        self._partial_interval = max(1, int(partial_interval_s * SAMPLE_RATE) // VAD_WINDOW)
+        self._min_speech = max(1, -(-min_speech_ms // WINDOW_MS))
+        # the open utterance, or idle pre-roll plus a not-yet-confirmed speech start
+        self._buffer = WindowBuffer(
+            self._max_utterance + -(-MAX_PREFIX_PADDING_MS // WINDOW_MS) + self._min_speech + 2
+        )
+        self.speakers = SpeakerTracker(speaker_threshold, max_speakers)
+        self._resampler = StreamingResampler(self.config.input_rate)
+        self._vad = StreamingVad()
+        self._turn = _Turn(item_id=new_id("item"))
+        self._previous_item_id: str | None = None
+        self._language: str | None = None
+        self._segment_count = 0
+        self._emit_lock = asyncio.Lock()
+        self._final_slots = asyncio.Semaphore(max_pending_finals)
+        self._finals: set[asyncio.Task] = set()
+        self._last_final: asyncio.Task | None = None
+        self._partial: asyncio.Task | None = None
+        self._closed = False
+
+    # --- public API -----------------------------------------------------------------
+
+    @property
+    def buffered_samples(self) -> int:
+        """16 kHz samples held right now (buffer + the VAD's partial window)."""
+        return self._buffer.count * VAD_WINDOW + self._vad.pending_samples
+
+    @property
+    def max_buffered_samples(self) -> int:
+        """The fixed bound of ``buffered_samples``, whatever the stream's length."""
+        return self._buffer.capacity * VAD_WINDOW + VAD_WINDOW
+
+    async def start(self) -> None:
+        await self._send("session.created", session=self._session_object())
+
+    async def handle_event(self, event: dict | str | bytes) -> None:
+        """One client event (parsed JSON or its text); problems become ``error`` events."""
+        client_event_id = None
+        try:
+            if isinstance(event, (str, bytes)):
+                try:
+                    event = json.loads(event)
+                except ValueError:
+                    raise ClientEventError(
+                        "the message is not valid JSON", code="invalid_json"
+                    ) from None
+            if not isinstance(event, dict):
+                raise ClientEventError("a client event must be a JSON object", code="invalid_json")
+            client_event_id = event.get("event_id")
+            kind = event.get("type")
+            if kind in ("session.update", "transcription_session.update"):
+                await self._update(event.get("session"))
+            elif kind == "input_audio_buffer.append":
+                await self._append_bytes(_decode_audio_field(event))
+            elif kind == "input_audio_buffer.commit":
+                await self._client_commit()
+            elif kind == "input_audio_buffer.clear":
+                self._clear()
+                await self._send("input_audio_buffer.cleared")
+            else:
+                raise ClientEventError(
+                    f"Invalid value: {kind!r}. Supported values are: 'session.update', "
+                    "'transcription_session.update', 'input_audio_buffer.append', "
+                    "'input_audio_buffer.commit' and 'input_audio_buffer.clear'.",
+                    param="type",
+                )
+        except ClientEventError as error:
+            await self._send_error(error, client_event_id)
+
+    async def append_pcm16(self, data: bytes) -> None:
+        """A binary frame: PCM16 little-endian mono at the session's input rate."""
+        try:
+            await self._append_bytes(data)
+        except ClientEventError as error:
+            await self._send_error(error, None)
+
+    async def close(self) -> None:
+        """Finalise what is pending: the open utterance is committed and transcribed."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._feed(self._resampler.push(np.zeros(0, np.float32), last=True), flush=True)
+        if self._turn.start is not None and self._turn.heard_speech:
+            if self.config.turn_detection is not None:
+                await self._send(
+                    "input_audio_buffer.speech_stopped",
+                    audio_end_ms=self._buffer.end * WINDOW_MS,
+                    item_id=self._turn.item_id,
+                )
+            await self._commit(self._buffer.end)
+        if self._partial is not None:
+            self._partial.cancel()
+        if self._finals:
+            await asyncio.wait(set(self._finals))
+
+    # --- client events --------------------------------------------------------------
+
+    async def _update(self, session: Any) -> None:
+        changes = session_changes(session)
+        try:
+            config = RealtimeSessionConfig.model_validate({**self.config.model_dump(), **changes})
+        except ValidationError as error:
+            item = error.errors()[0]
+            name = str(item["loc"][0]) if item["loc"] else None
+            raise ClientEventError(
+                item["msg"].removeprefix("Value error, "), param=CONFIG_PARAMS.get(name, name)
+            ) from None
+        if config.enable_speaker_diarization and self._embed is None:
+            raise ClientEventError(
+                "speaker diarization is not available on this server",
+                param=CONFIG_PARAMS["enable_speaker_diarization"],
+            )
+        self._model_id(config.model)  # an unknown model is refused now, not at the first decode
+        if config.input_rate != self.config.input_rate:
+            await self._feed(self._resampler.push(np.zeros(0, np.float32), last=True))
+            self._resampler = StreamingResampler(config.input_rate)
+        if config.language != self.config.language:
+            self._language = None
+        if (config.turn_detection is None) != (self.config.turn_detection is None):
+            self._turn.candidate = self._turn.silence_since = None
+            if config.turn_detection is not None and not self._turn.heard_speech:
+                self._turn.start = None  # manual buffer without speech becomes pre-roll
+        self.config = config
+        await self._send("session.updated", session=self._session_object())
+
+    async def _append_bytes(self, data: bytes) -> None:
+        if self._closed:
+            raise ClientEventError("the session is closed", code="session_closed")
+        if len(data) % 2:
+            raise ClientEventError(
+                f"audio must be whole PCM16 samples; got an odd number of bytes ({len(data)})",
+                param="audio",
+            )
+        # about 1 s of input at a time: the VAD's batch and the resampler's output stay small
+        step = 2 * self.config.input_rate
+        for offset in range(0, len(data), step):
+            if offset:
+                await asyncio.sleep(0)  # a long append must not starve the other streams
+            pcm = np.frombuffer(data[offset : offset + step], dtype="<i2")
+            await self._feed(self._resampler.push(pcm.astype(np.float32) / 32768.0))
+
+    async def _client_commit(self) -> None:
+        start = self._turn.start
+        if start is None or (self._buffer.end - start) * WINDOW_MS < MIN_COMMIT_MS:
+            held_ms = 0 if start is None else (self._buffer.end - start) * WINDOW_MS
+            raise ClientEventError(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {held_ms}ms of audio.",
+                code="input_audio_buffer_commit_empty",
+            )
+        await self._commit(self._buffer.end)
+
+    def _clear(self) -> None:
+        self._buffer.drop_before(self._buffer.end)
+        self._turn = _Turn(item_id=new_id("item"))
+
+    # --- audio → turns --------------------------------------------------------------
+
+    async def _feed(self, samples: np.ndarray, flush: bool = False) -> None:
+        windows, probabilities = self._vad.push(samples, flush=flush)
+        for window, probability in zip(windows, probabilities):
+            self._buffer.push(window, float(probability))
+            if self.config.turn_detection is None:
+                await self._manual_window(float(probability))
+            else:
+                await self._vad_window(float(probability), self.config.turn_detection)
+        self._maybe_start_partial()
+
+    async def _manual_window(self, probability: float) -> None:
+        """Without turn detection the whole buffer is the utterance until the client commits."""
+        turn = self._turn
+        if turn.start is None:
+            turn.start = self._buffer.first
+            turn.next_partial = turn.start + self._partial_interval
+        turn.heard_speech |= probability >= MANUAL_SPEECH_THRESHOLD
+        if self._buffer.end - turn.start >= self._max_utterance:
+            await self._cut_long_utterance(_neg_threshold(MANUAL_SPEECH_THRESHOLD))
+
+    async def _vad_window(self, probability: float, vad: ServerVad) -> None:
+        turn, position = self._turn, self._buffer.end - 1  # the window just pushed
+        neg_threshold = _neg_threshold(vad.threshold)
+        prefix = -(-vad.prefix_padding_ms // WINDOW_MS)
+        if turn.start is None:  # idle: wait for enough speech to call it a start
+            if turn.candidate is None and probability >= vad.threshold:
+                turn.candidate = position
+            elif turn.candidate is not None and probability < neg_threshold:
+                turn.candidate = None
+            if turn.candidate is not None and position - turn.candidate + 1 >= self._min_speech:
+                turn.start = max(self._buffer.first, turn.candidate - prefix)
+                turn.candidate, turn.silence_since, turn.heard_speech = None, None, True
+                turn.next_partial = turn.start + self._partial_interval
+                await self._send(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=turn.start * WINDOW_MS,
+                    item_id=turn.item_id,
+                )
+            else:
+                keep_from = turn.candidate if turn.candidate is not None else position + 1
+                self._buffer.drop_before(keep_from - prefix)
+            return
+        if probability >= vad.threshold:
+            turn.silence_since = None
+        elif probability < neg_threshold and turn.silence_since is None:
+            turn.silence_since = position
+        silence_windows = -(-vad.silence_duration_ms // WINDOW_MS)
+        if turn.silence_since is not None and position + 1 - turn.silence_since >= silence_windows:
+            await self._send(
+                "input_audio_buffer.speech_stopped",
+                audio_end_ms=self._buffer.end * WINDOW_MS,
+                item_id=turn.item_id,
+            )
+            await self._commit(self._buffer.end)
+        elif self._buffer.end - turn.start >= self._max_utterance:
+            await self._cut_long_utterance(neg_threshold)
+
+    async def _cut_long_utterance(self, neg_threshold: float) -> None:
+        """Commit up to the middle of the longest recent pause (else here), keep the rest.
+
+        Without turn detection a stretch with no speech at all is dropped instead: a
+        client that streams silence and never commits must not cost a decode per 25 s.
+        """
+        turn, end = self._turn, self._buffer.end
+        low = max(turn.start + self._min_speech, end - self._cut_search)
+        middle = longest_pause_middle(self._buffer.probabilities(low, end) < neg_threshold)
+        cut = end if middle is None else low + middle
+        vad_mode = self.config.turn_detection is not None
+        if not vad_mode and not self._has_speech(turn.start, cut):
+            self._buffer.drop_before(cut)
+            turn.start, turn.heard_speech = cut, self._has_speech(cut, end)
+            return
+        if vad_mode:
+            await self._send(
+                "input_audio_buffer.speech_stopped",
+                audio_end_ms=cut * WINDOW_MS,
+                item_id=turn.item_id,
+            )
+        await self._commit(cut)
+        if cut < end:  # the speech goes on as a new item
+            self._turn.start = cut
+            self._turn.heard_speech = vad_mode or self._has_speech(cut, end)
+            self._turn.next_partial = cut + self._partial_interval
+            if vad_mode:
+                await self._send(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=cut * WINDOW_MS,
+                    item_id=self._turn.item_id,
+                )
+
+    def _has_speech(self, start: int, end: int) -> bool:
+        return bool((self._buffer.probabilities(start, end) >= MANUAL_SPEECH_THRESHOLD).any())
+
+    async def _commit(self, end: int) -> None:
+        """Close the open utterance at ``end`` and queue its final decode."""
+        turn = self._turn
+        utterance = _Utterance(
+            item_id=turn.item_id,
+            start_window=turn.start,
+            audio=self._buffer.audio(turn.start, end),
+            diarize=self.config.enable_speaker_diarization,
+        )
+        await self._send(
+            "input_audio_buffer.committed",
+            item_id=turn.item_id,
+            previous_item_id=self._previous_item_id,
+        )
+        self._previous_item_id = turn.item_id
+        self._buffer.drop_before(end)
+        self._turn = _Turn(item_id=new_id("item"))
+        await self._final_slots.acquire()  # back-pressure when finals fall behind
+        previous = self._last_final
+        task = asyncio.create_task(self._finalize(utterance, previous))
+        self._finals.add(task)
+        task.add_done_callback(self._finals.discard)
+        self._last_final = task
+
+    # --- decoding -------------------------------------------------------------------
+
+    def _maybe_start_partial(self) -> None:
+        turn = self._turn
+        if (
+            self._closed
+            or turn.start is None
+            or not turn.heard_speech
+            or self._buffer.end < turn.next_partial
+            or (self._partial is not None and not self._partial.done())
+        ):
+            return
+        turn.next_partial = self._buffer.end + self._partial_interval
+        audio = self._buffer.audio(turn.start, self._buffer.end)
+        self._partial = asyncio.create_task(self._run_partial(turn, audio))
+
+    async def _run_partial(self, turn: _Turn, audio: np.ndarray) -> None:
+        try:
+            options = await self._options(audio, partial=True)
+            segments = await self._transcribe(audio, options)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a partial is best effort; the final reports failures
+            logger.warning("partial decode failed", exc_info=True)
+            return
+        if turn is not self._turn:
+            return  # committed or cleared meanwhile: the final decode speaks for it
+        delta = turn.agreement.update("".join(s.text for s in segments))
+        if delta:
+            await self._send(
+                "conversation.item.input_audio_transcription.delta",
+                item_id=turn.item_id,
+                content_index=0,
+                delta=delta,
+            )
+
+    async def _finalize(self, utterance: _Utterance, previous: asyncio.Task | None) -> None:
+        """Decode (and embed) now; emit in commit order once the previous item is out."""
+        try:
+            failure: Exception | None = None
+            try:
+                options = await self._options(
+                    utterance.audio, partial=False, words=utterance.diarize
+                )
+                segments = await self._transcribe(utterance.audio, options)
+                pieces = sentence_segments(segments) if utterance.diarize else segments
+                embeddings = await self._embed_segments(utterance, pieces)
+            except Exception as error:  # noqa: BLE001 - reported to the client as .failed
+                logger.warning("final transcription failed", exc_info=True)
+                failure = error
+            if previous is not None:
+                await asyncio.wait([previous])
+            if failure is not None:
+                await self._send_failed(utterance, failure)
+            else:
+                await self._send_final(utterance, segments, pieces, embeddings)
+        except Exception:  # noqa: BLE001 - e.g. the client went away while we sent
+            logger.warning("could not send the final transcript", exc_info=True)
+        finally:
+            self._final_slots.release()
+
+    async def _options(
+        self, audio: np.ndarray, partial: bool, words: bool = False
+    ) -> DecodeOptions:
+        language = self.config.language or self._language
+        if language is None and self._detect_language is not None:
+            language = self._language = await self._detect_language(audio)
+        return DecodeOptions(
+            model=self._model_id(self.config.model) or "",
+            language=language,
+            prompt=self.config.prompt,
+            word_timestamps=words,
+            beam_size=self.partial_beam_size if partial else self.beam_size,
+        )
+
+    def _model_id(self, requested: str | None) -> str | None:
+        if self._resolve_model is None:
+            return requested
+        try:
+            return self._resolve_model(requested)
+        except SpeechServerError as error:
+            raise ClientEventError(
+                error.message, code=error.code or "invalid_value", param=CONFIG_PARAMS["model"]
+            ) from None
+
+    async def _embed_segments(
+        self, utterance: _Utterance, segments: list[Segment]
+    ) -> list[np.ndarray | None] | None:
+        """A voice vector per segment long enough to tell speakers apart (else None)."""
+        if not utterance.diarize or self._embed is None:
+            return None
+
+        async def embed(segment: Segment) -> np.ndarray | None:
+            if segment.end - segment.start < self.min_speaker_segment_s:
+                return None
+            start, end = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
+            return _unit_or_none(await self._embed(utterance.audio[start:end]))
+
+        return list(await asyncio.gather(*[embed(s) for s in segments]))
+
+    def _speakers_of(
+        self, segments: list[Segment], embeddings: list[np.ndarray | None]
+    ) -> list[str]:
+        """Long segments by voice. A short one is too short to embed reliably: it takes the
+        speaker of the nearest voiced segment before it in the utterance (else after it),
+        else the stream's previous speaker."""
+        labels = [self.speakers.assign(e) if e is not None else None for e in embeddings]
+        voiced = [label for label in labels if label]
+        fallback = voiced[0] if voiced else self.speakers.fallback()
+        speakers, previous = [], None
+        for label in labels:
+            previous = label or previous
+            speakers.append(previous or fallback)
+        return speakers
+
+    # --- server events --------------------------------------------------------------
+
+    async def _send_final(
+        self,
+        utterance: _Utterance,
+        segments: list[Segment],
+        pieces: list[Segment],
+        embeddings: list[np.ndarray | None] | None,
+    ) -> None:
+        """``segment`` events for the speaker-homogeneous ``pieces``, then ``completed``."""
+        if embeddings is not None:
+            for segment, speaker in zip(pieces, self._speakers_of(pieces, embeddings)):
+                self._segment_count += 1
+                await self._send(
+                    "conversation.item.input_audio_transcription.segment",
+                    item_id=utterance.item_id,
+                    content_index=0,
+                    id=f"seg_{self._segment_count:04d}",
+                    start=round(utterance.start_s + segment.start, 3),
+                    end=round(utterance.start_s + segment.end, 3),
+                    text=segment.text.strip(),
+                    speaker=speaker,
+                )
+        await self._send(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=utterance.item_id,
+            content_index=0,
+            transcript="".join(s.text for s in segments).strip(),
+            usage={"type": "duration", "seconds": round(utterance.duration_s, 3)},
+        )
+
+    async def _send_failed(self, utterance: _Utterance, error: Exception) -> None:
+        if isinstance(error, SpeechServerError):
+            details = {"type": error.error_type, "code": error.code, "message": error.message}
+        else:
+            details = {
+                "type": "server_error",
+                "code": "transcription_failed",
+                "message": "transcription failed for this audio",
+            }
+        await self._send(
+            "conversation.item.input_audio_transcription.failed",
+            item_id=utterance.item_id,
+            content_index=0,
+            error={**details, "param": getattr(error, "param", None)},
+        )
+
+    async def _send_error(self, error: ClientEventError, client_event_id: Any) -> None:
+        await self._send(
+            "error",
+            error={
+                "type": "invalid_request_error",
+                "code": error.code,
+                "message": error.message,
+                "param": error.param,
+                "event_id": client_event_id if isinstance(client_event_id, str) else None,
+            },
+        )
+
+    def _session_object(self) -> dict[str, Any]:
+        return self.config.to_openai(self.session_id, self._model_id(self.config.model))
+
+    async def _send(self, kind: str, **fields: Any) -> None:
+        event = {"type": kind, "event_id": new_id("event"), **fields}
+        async with self._emit_lock:  # one event at a time on the socket
+            await self._emit_callable(event)
+
+
+def _neg_threshold(threshold: float) -> float:
+    """Silero's hysteresis: speech ends only once the probability falls this low."""
+    return max(threshold - 0.15, 0.01)
+
+
+def _decode_audio_field(event: dict) -> bytes:
+    audio = event.get("audio")
+    if not isinstance(audio, str):
+        raise ClientEventError(
+            "input_audio_buffer.append needs 'audio': base64-encoded PCM16",
+            code="missing_required_parameter" if audio is None else "invalid_value",
+            param="audio",
+        )
+    try:
+        return base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientEventError("audio is not valid base64", param="audio") from None
+
+
+def _unit_or_none(embedding: Any) -> np.ndarray | None:
+    if embedding is None:
+        return None
+    vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if np.isfinite(norm) and norm > 0 else None

@@ -1,0 +1,165 @@
+"""Live transcription over the WebSocket, as OpenAI's Realtime transcription clients speak it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import soxr
+from websockets.sync.client import connect
+
+from speakerscribe.audio import decode_audio_bytes
+from speakerscribe.scoring import word_error_rate
+from speakerscribe.types import SAMPLE_RATE
+
+pytestmark = pytest.mark.e2e
+
+RATE = 24_000  # OpenAI's PCM16 rate
+FRAME_S = 0.1
+
+
+def pcm16_frames(path, rate: int = RATE) -> list[bytes]:
+    audio = decode_audio_bytes(path.read_bytes())
+    audio = soxr.resample(audio, SAMPLE_RATE, rate)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(rate * FRAME_S) * 2
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def stream(url: str, frames: list[bytes], speed: float = 4.0, binary: bool = False) -> list[dict]:
+    """Send frames at ``speed`` × real time, commit, and collect events until the last final."""
+    events: list[dict] = []
+    with connect(url, open_timeout=60, max_size=None) as socket:
+        events.append(json.loads(socket.recv(timeout=60)))
+        update = {"type": "session.update", "session": {"type": "transcription", "enable_speaker_diarization": True}}
+        socket.send(json.dumps(update))
+        started = time.monotonic()
+        for index, frame in enumerate(frames):
+            if binary:
+                socket.send(frame)
+            else:
+                socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(frame).decode()}))
+            pause = started + (index + 1) * FRAME_S / speed - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            while True:  # drain what has arrived, without waiting
+                try:
+                    events.append(json.loads(socket.recv(timeout=0)))
+                except TimeoutError:
+                    break
+        socket.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        commit_answered = False  # our commit gives `committed`, or an `error` if VAD took it all
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            event = json.loads(socket.recv(timeout=120))
+            events.append(event)
+            commit_answered |= event["type"] in ("input_audio_buffer.committed", "error")
+            if commit_answered and not unfinished_items(events):
+                break
+    return events
+
+
+def unfinished_items(events: list[dict]) -> set[str]:
+    committed = {e["item_id"] for e in events if e["type"] == "input_audio_buffer.committed"}
+    finished = {
+        e["item_id"]
+        for e in events
+        if e["type"] in (
+            "conversation.item.input_audio_transcription.completed",
+            "conversation.item.input_audio_transcription.failed",
+        )
+    }
+    return committed - finished
+
+
+def reference_text(testdata) -> str:
+    return " ".join(line.split(maxsplit=5)[5] for line in (testdata / "pyannote/sample.stm").read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def ws_url(server) -> str:
+    return server.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+
+
+def test_sample_streamed_at_4x_matches_offline_and_finds_speakers(server, ws_url, testdata):
+    path = testdata / "pyannote/sample.wav"
+    offline = requests.post(
+        f"{server}/v1/audio/transcriptions", files={"file": path.open("rb")}, timeout=600
+    ).json()["text"]
+    events = stream(ws_url, pcm16_frames(path))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "session.created" and "session.updated" in kinds
+    assert "input_audio_buffer.speech_started" in kinds and "input_audio_buffer.committed" in kinds
+    assert "conversation.item.input_audio_transcription.failed" not in kinds
+    live = " ".join(e["transcript"] for e in events if e["type"].endswith("transcription.completed"))
+    reference = reference_text(testdata)
+    live_wer, offline_wer = word_error_rate(reference, live), word_error_rate(reference, offline)
+    print(f"WER live {live_wer:.3f} offline {offline_wer:.3f}")
+    assert live_wer <= offline_wer + 0.05, (live, offline)
+    segments = [e for e in events if e["type"].endswith("transcription.segment")]
+    assert len({s["speaker"] for s in segments}) >= 2
+    assert all(0 <= s["start"] <= s["end"] <= 30.5 for s in segments)
+
+
+def test_official_openai_client_speaks_the_protocol(server, testdata):
+    from openai import OpenAI
+
+    client = OpenAI(
+        base_url=f"{server}/v1", websocket_base_url=server.replace("http://", "ws://") + "/v1", api_key="unused"
+    )
+    frames = pcm16_frames(testdata / "faster-whisper/jfk.flac")
+    with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        assert connection.recv().type == "session.created"
+        connection.session.update(
+            session={"type": "transcription", "audio": {"input": {"turn_detection": None}}}
+        )
+        assert connection.recv().type == "session.updated"
+        for frame in frames:
+            connection.input_audio_buffer.append(audio=base64.b64encode(frame).decode())
+        connection.input_audio_buffer.commit()
+        completed = None
+        for event in connection:
+            if event.type == "conversation.item.input_audio_transcription.completed":
+                completed = event
+                break
+    assert completed is not None
+    assert "ask not what your country can do for you" in completed.transcript.lower().replace(",", "")
+
+
+def test_eight_concurrent_streams_all_complete(ws_url, testdata):
+    frames = pcm16_frames(testdata / "faster-whisper/jfk.flac")
+
+    def one(index: int) -> list[dict]:
+        return stream(ws_url, frames, speed=4.0, binary=index % 2 == 1)  # JSON and raw PCM16 clients
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    reference = (testdata / "faster-whisper/jfk.txt").read_text()
+    for events in results:
+        finals = [e["transcript"] for e in events if e["type"].endswith("transcription.completed")]
+        assert word_error_rate(reference, " ".join(finals)) <= 0.1, finals
+
+
+def test_bad_client_events_get_error_events_and_the_stream_goes_on(ws_url):
+    with connect(ws_url, open_timeout=60) as socket:
+        assert json.loads(socket.recv(timeout=60))["type"] == "session.created"
+        socket.send("not json")
+        socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": "%%%", "event_id": "evt_1"}))
+        socket.send(json.dumps({"type": "response.create"}))
+        errors = [json.loads(socket.recv(timeout=30)) for _ in range(3)]
+        assert all(e["type"] == "error" and e["error"]["message"] for e in errors)
+        assert errors[1]["error"]["event_id"] == "evt_1"
+        socket.send(json.dumps({"type": "input_audio_buffer.clear"}))
+        assert json.loads(socket.recv(timeout=30))["type"] == "input_audio_buffer.cleared"
+
+
+def test_only_transcription_intent(server):
+    url = server.replace("http://", "ws://") + "/v1/realtime?intent=conversation"
+    with connect(url, open_timeout=60) as socket:
+        event = json.loads(socket.recv(timeout=30))
+    assert event["type"] == "error" and event["error"]["param"] == "intent"

@@ -1,0 +1,635 @@
+"""Live transcription over the Realtime protocol, without Ray or a socket.
+
+Every event a session emits is checked against the ``openai`` package's own models.
+Most tests use fake models (fast, exact); one runs the embedded Whisper and the
+resemblyzer speaker encoder in-process on a real two-speaker call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+
+import numpy as np
+import pytest
+import soxr
+from openai.types.realtime import (
+    ConversationItemInputAudioTranscriptionCompletedEvent,
+    ConversationItemInputAudioTranscriptionDeltaEvent,
+    ConversationItemInputAudioTranscriptionFailedEvent,
+    ConversationItemInputAudioTranscriptionSegment,
+    InputAudioBufferClearedEvent,
+    InputAudioBufferCommittedEvent,
+    InputAudioBufferSpeechStartedEvent,
+    InputAudioBufferSpeechStoppedEvent,
+    RealtimeErrorEvent,
+    RealtimeTranscriptionSessionCreateResponse,
+    SessionCreatedEvent,
+    SessionUpdatedEvent,
+)
+
+from speakerscribe.audio import decode_audio_bytes
+from speakerscribe.errors import ModelFailureError
+from speakerscribe.realtime import (
+    LocalAgreement,
+    RealtimeSessionConfig,
+    RealtimeTranscriptionSession,
+    SpeakerTracker,
+    StreamingVad,
+    sentence_segments,
+    speaker_label,
+)
+from speakerscribe.types import SAMPLE_RATE, Segment, Word
+
+EVENT_MODELS = {
+    "session.created": SessionCreatedEvent,
+    "session.updated": SessionUpdatedEvent,
+    "input_audio_buffer.speech_started": InputAudioBufferSpeechStartedEvent,
+    "input_audio_buffer.speech_stopped": InputAudioBufferSpeechStoppedEvent,
+    "input_audio_buffer.committed": InputAudioBufferCommittedEvent,
+    "input_audio_buffer.cleared": InputAudioBufferClearedEvent,
+    "conversation.item.input_audio_transcription.delta": (
+        ConversationItemInputAudioTranscriptionDeltaEvent
+    ),
+    "conversation.item.input_audio_transcription.segment": (
+        ConversationItemInputAudioTranscriptionSegment
+    ),
+    "conversation.item.input_audio_transcription.completed": (
+        ConversationItemInputAudioTranscriptionCompletedEvent
+    ),
+    "conversation.item.input_audio_transcription.failed": (
+        ConversationItemInputAudioTranscriptionFailedEvent
+    ),
+    "error": RealtimeErrorEvent,
+}
+SCRIPT = "the quick brown fox. jumps over the lazy. dog and then. runs away again.".split() * 40
+
+
+def validate(event: dict) -> None:
+    """The event parses as OpenAI's model and carries no top-level field it lacks."""
+    model = EVENT_MODELS[event["type"]]
+    model.model_validate(event)
+    assert set(event) <= set(model.model_fields), set(event) - set(model.model_fields)
+    if event["type"] in ("session.created", "session.updated"):
+        RealtimeTranscriptionSessionCreateResponse.model_validate(event["session"])
+
+
+def validate_session_event(event: dict) -> None:
+    """OpenAI's schema allows only 24 kHz PCM; other rates are our one extension."""
+    audio_format = event["session"]["audio"]["input"]["format"]
+    as_openai = {**audio_format, "rate": 24_000}
+    session = {
+        **event["session"],
+        "audio": {"input": {**event["session"]["audio"]["input"], "format": as_openai}},
+    }
+    validate({**event, "session": session})
+
+
+class Recorder:
+    """``emit``: validates and keeps every event."""
+
+    def __init__(self):
+        self.events: list[dict] = []
+
+    async def __call__(self, event: dict) -> None:
+        if event["type"].startswith("session."):
+            validate_session_event(event)
+        else:
+            validate(event)
+        self.events.append(event)
+
+    def of(self, kind: str) -> list[dict]:
+        """Events whose type ends with ``kind`` ('committed', '.delta', ...)."""
+        return [e for e in self.events if e["type"].endswith(kind)]
+
+    def kinds(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+
+class FakeModels:
+    """Two words a second of audio from ``SCRIPT`` (so partials agree), word times, and a
+    voice vector that depends on the segment's loudness (two loudness levels, two voices)."""
+
+    def __init__(self, fail_finals: int = 0, delays: list[float] | None = None):
+        self.pieces: list[tuple[float, int]] = []
+        self.fail_finals = fail_finals
+        self.delays = list(delays or [])
+        self.embedded = 0
+
+    async def transcribe(self, audio: np.ndarray, options) -> list[Segment]:
+        seconds = audio.shape[0] / SAMPLE_RATE
+        final = options.beam_size > 1
+        self.pieces.append((seconds, options.beam_size))
+        await asyncio.sleep(self.delays.pop(0) if final and self.delays else 0)
+        if final and self.fail_finals:
+            self.fail_finals -= 1
+            raise ModelFailureError("the transcriber fell over")
+        count = max(1, int(seconds * 2) - 1)
+        words = [Word(" " + w, i * 0.5, i * 0.5 + 0.4) for i, w in enumerate(SCRIPT[:count])]
+        text = "".join(w.word for w in words)
+        return [
+            Segment(0, 0, 0.0, words[-1].end, text, words=words if options.word_timestamps else [])
+        ]
+
+    async def embed(self, audio: np.ndarray) -> np.ndarray:
+        self.embedded += 1
+        loud = float(np.sqrt(np.mean(audio**2))) > 0.05
+        return np.array([1.0, 0.1, 0.0]) if loud else np.array([0.0, 0.1, 1.0])
+
+
+def pcm16(audio: np.ndarray, rate: int = 24_000) -> bytes:
+    resampled = soxr.resample(audio, SAMPLE_RATE, rate) if rate != SAMPLE_RATE else audio
+    return (np.clip(resampled, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def append_event(data: bytes, **extra) -> dict:
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode(), **extra}
+
+
+async def feed(session, data: bytes, frame_s: float = 0.1, rate: int = 24_000, binary=False):
+    """``data`` in frames, yielding to the loop after each as a socket read would."""
+    step = int(frame_s * rate) * 2
+    for offset in range(0, len(data), step):
+        frame = data[offset : offset + step]
+        if binary:
+            await session.append_pcm16(frame)
+        else:
+            await session.handle_event(append_event(frame))
+        await asyncio.sleep(0)
+
+
+@pytest.fixture(scope="module")
+def sample(testdata) -> np.ndarray:
+    """30 s telephone call, two speakers, speech from 6.7 s."""
+    return decode_audio_bytes((testdata / "pyannote/sample.wav").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def jfk(testdata) -> np.ndarray:
+    return decode_audio_bytes((testdata / "faster-whisper/jfk.flac").read_bytes())
+
+
+def reference_text(testdata) -> str:
+    lines = (testdata / "pyannote/sample.stm").read_text().splitlines()
+    return " ".join(" ".join(line.split()[5:]) for line in lines if line.strip())
+
+
+def diarized(**settings) -> dict:
+    return {
+        "type": "session.update",
+        "session": {"type": "transcription", "enable_speaker_diarization": True, **settings},
+    }
+
+
+# --- the real models ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    from speakerscribe.transcription import BatchTranscriber, load_whisper_model
+
+    return BatchTranscriber(load_whisper_model("embedded", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def voice_encoder():
+    from resemblyzer import VoiceEncoder
+
+    from speakerscribe.embedded import resemblyzer_weights_path
+
+    return VoiceEncoder("cpu", verbose=False, weights_fpath=resemblyzer_weights_path())
+
+
+def test_live_call_matches_offline_and_tells_speakers_apart(
+    sample, testdata, whisper, voice_encoder
+):
+    """sample.wav as 24 kHz PCM16 in 100 ms frames, as fast as the session takes them."""
+    from resemblyzer.audio import normalize_volume
+
+    from speakerscribe.chunking import split_audio, stitch
+    from speakerscribe.scoring import word_error_rate
+    from speakerscribe.transcription import DecodeOptions
+
+    one_at_a_time = threading.Lock()  # two cores: partial and final decodes take turns
+
+    def decode(piece, options):
+        with one_at_a_time:
+            result = whisper.transcribe([piece], options)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result.segments
+
+    async def transcribe(piece, options):
+        return await asyncio.to_thread(decode, piece, options)
+
+    async def embed(audio):
+        # resemblyzer's volume normalisation, as its preprocess_wav does
+        louder = normalize_volume(audio, -30, increase_only=True)
+        return await asyncio.to_thread(voice_encoder.embed_utterance, louder)
+
+    events = Recorder()
+
+    async def live():
+        session = RealtimeTranscriptionSession(transcribe, events, embed)
+        await session.start()
+        await session.handle_event(diarized())
+        await feed(session, pcm16(sample))
+        await session.close()
+
+    started = time.perf_counter()
+    asyncio.run(live())
+    live_s = time.perf_counter() - started
+
+    pieces = [p for p in split_audio(sample) if p.has_speech]
+    options = DecodeOptions(language="en")
+    offline = stitch(pieces, [decode(sample[p.start : p.end], options) for p in pieces])
+    reference = reference_text(testdata)
+    offline_wer = word_error_rate(reference, "".join(s.text for s in offline))
+    live_text = " ".join(e["transcript"] for e in events.of(".completed"))
+    live_wer = word_error_rate(reference, live_text)
+    print(f"live {live_s:.1f} s, WER live {live_wer:.3f} vs offline {offline_wer:.3f}")
+    assert live_wer <= offline_wer + 0.05, live_text
+
+    segments = events.of(".segment")
+    assert len({s["speaker"] for s in segments}) >= 2
+    assert all(6.0 <= s["start"] <= s["end"] <= 30.1 for s in segments)
+    assert [e["item_id"] for e in events.of(".completed")] == [
+        e["item_id"] for e in events.of("input_audio_buffer.committed")
+    ]
+
+
+# --- protocol, with fake models -----------------------------------------------------------
+
+
+def test_every_event_is_an_openai_event_and_the_flow_is_in_order(sample):
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events, models.embed)
+        await session.start()
+        await session.handle_event(diarized())
+        # the call at 16 kHz over binary frames, then JFK (louder: the fake's 2nd voice)
+        await session.handle_event(
+            diarized(audio={"input": {"format": {"type": "audio/pcm", "rate": 16000}}})
+        )
+        await feed(session, pcm16(sample, 16000), rate=16000, binary=True)
+        await session.close()
+
+    asyncio.run(run())
+    kinds = events.kinds()
+    assert kinds[:3] == ["session.created", "session.updated", "session.updated"]
+    assert events.of("session.updated")[-1]["session"]["audio"]["input"]["format"]["rate"] == 16000
+    for kind in ("speech_started", "speech_stopped", "committed", ".delta", ".segment"):
+        assert events.of(kind), kind
+    started, stopped = events.of("speech_started"), events.of("speech_stopped")
+    committed, completed = events.of("committed"), events.of(".completed")
+    assert [e["item_id"] for e in started] == [e["item_id"] for e in stopped]
+    assert [e["item_id"] for e in committed] == [e["item_id"] for e in completed]
+    assert committed[0]["previous_item_id"] is None
+    assert [c["previous_item_id"] for c in committed[1:]] == [c["item_id"] for c in committed[:-1]]
+    assert all(a["audio_start_ms"] < b["audio_end_ms"] for a, b in zip(started, stopped))
+    assert 6_000 <= started[0]["audio_start_ms"] <= 7_000  # speech at 6.7 s, 300 ms pre-roll
+    for item in completed:
+        deltas = [
+            (index, event["delta"])
+            for index, event in enumerate(events.events)
+            if event["type"].endswith(".delta") and event["item_id"] == item["item_id"]
+        ]
+        assert all(index < events.events.index(item) for index, _ in deltas)
+        # deltas are a stable prefix of the final text, never retracted
+        assert item["transcript"].startswith("".join(delta for _, delta in deltas))
+    assert all(p[0] <= 25.0 for p in models.pieces)
+
+
+def test_beta_session_update_shape_is_understood():
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(FakeModels().transcribe, events)
+        await session.handle_event(
+            {
+                "type": "transcription_session.update",
+                "event_id": "evt_1",
+                "session": {
+                    "input_audio_format": "pcm16",
+                    "input_audio_transcription": {
+                        "model": "whisper-1",
+                        "language": "EN",
+                        "prompt": "Chicago",
+                    },
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "threshold": 0.6,
+                        "prefix_padding_ms": 200,
+                        "silence_duration_ms": 800,
+                    },
+                },
+            }
+        )
+        return session
+
+    session = asyncio.run(run())
+    assert events.kinds() == ["session.updated"]
+    assert session.config.language == "en" and session.config.prompt == "Chicago"
+    assert session.config.turn_detection.silence_duration_ms == 800
+    transcription = events.events[0]["session"]["audio"]["input"]["transcription"]
+    assert transcription == {"model": "whisper-1", "language": "en", "prompt": "Chicago"}
+
+
+def test_manual_commit_mode(sample):
+    """turn_detection null: no VAD events; only commits end utterances, or 25 s of audio."""
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        await session.handle_event(
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"turn_detection": None}}},
+            }
+        )
+        await session.handle_event({"type": "input_audio_buffer.commit", "event_id": "c0"})
+        await feed(session, pcm16(sample[: 12 * SAMPLE_RATE]))
+        await session.handle_event({"type": "input_audio_buffer.commit", "event_id": "c1"})
+        await feed(session, pcm16(np.concatenate([sample, sample])))  # 60 s, no commit
+        await session.close()
+
+    asyncio.run(run())
+    assert not events.of("speech_started") and not events.of("speech_stopped")
+    empty = events.of("error")[0]["error"]
+    assert empty["code"] == "input_audio_buffer_commit_empty" and empty["event_id"] == "c0"
+    seconds = [e["usage"]["seconds"] for e in events.of(".completed")]
+    assert abs(seconds[0] - 12.0) < 0.05  # the whole buffer up to the commit
+    assert len(seconds) >= 4 and max(seconds) <= 25.0  # 60 s cut at pauses, plus the rest
+    assert abs(sum(seconds) - 72.0) < 0.1  # nothing lost, nothing twice
+    assert len(events.of("committed")) == len(seconds)
+
+
+def test_manual_mode_drops_long_silence_instead_of_decoding_it():
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(
+            models.transcribe, events, config=RealtimeSessionConfig(turn_detection=None)
+        )
+        await feed(session, pcm16(np.zeros(60 * SAMPLE_RATE, np.float32)), frame_s=1.0)
+        assert session.buffered_samples <= 25 * SAMPLE_RATE
+        await session.close()
+
+    asyncio.run(run())
+    assert events.events == [] and models.pieces == []
+
+
+def test_long_speech_is_cut_at_a_pause_under_whisper_window(sample):
+    """A long silence_duration keeps the call one turn; it is still cut below 25 s."""
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        await session.handle_event(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "transcription",
+                    "audio": {
+                        "input": {
+                            "turn_detection": {"type": "server_vad", "silence_duration_ms": 10_000}
+                        }
+                    },
+                },
+            }
+        )
+        speech = sample[7 * SAMPLE_RATE :]
+        await feed(session, pcm16(np.concatenate([speech, speech, speech])))  # 69 s
+        await session.close()
+
+    asyncio.run(run())
+    finals = [seconds for seconds, beam in models.pieces if beam > 1]
+    assert len(finals) >= 3 and max(finals) <= 25.0
+    started, stopped = events.of("speech_started"), events.of("speech_stopped")
+    assert len(started) == len(stopped) == len(finals)
+    # each cut ends one item and starts the next at the same instant
+    assert [s["audio_end_ms"] for s in stopped[:-1]] == [s["audio_start_ms"] for s in started[1:]]
+
+
+def test_clear_drops_the_buffer(sample):
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        await feed(session, pcm16(sample[7 * SAMPLE_RATE : 10 * SAMPLE_RATE]))  # mid-speech
+        await session.handle_event({"type": "input_audio_buffer.clear"})
+        assert session.buffered_samples < 512  # at most the VAD's unfinished window
+        await feed(session, pcm16(np.zeros(2 * SAMPLE_RATE, np.float32)))
+        await session.handle_event({"type": "input_audio_buffer.commit"})
+        await session.close()
+
+    asyncio.run(run())
+    assert events.of("input_audio_buffer.cleared")
+    assert not events.of("committed") and not events.of(".completed")
+    assert events.of("error")[0]["error"]["code"] == "input_audio_buffer_commit_empty"
+    assert all(beam == 1 for _, beam in models.pieces)  # only partials ran
+
+
+@pytest.mark.parametrize(
+    "message, code, param",
+    [
+        ({"type": "response.create", "event_id": "e1"}, "invalid_value", "type"),
+        ({"type": "input_audio_buffer.append", "audio": "not base64!"}, "invalid_value", "audio"),
+        (append_event(b"\x00\x01\x02"), "invalid_value", "audio"),
+        ({"type": "input_audio_buffer.append"}, "missing_required_parameter", "audio"),
+        ("{not json", "invalid_json", None),
+        ([1, 2], "invalid_json", None),
+        (
+            {"type": "session.update", "session": {"type": "realtime"}},
+            "invalid_value",
+            "session.type",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"transcription": {"language": "xx"}}}},
+            },
+            "invalid_value",
+            "session.audio.input.transcription.language",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"format": {"type": "audio/pcmu"}}}},
+            },
+            "invalid_value",
+            "session.audio.input.format.type",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"format": {"type": "audio/pcm", "rate": 1000}}}},
+            },
+            "invalid_value",
+            "session.audio.input.format.rate",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}},
+            },
+            "invalid_value",
+            "session.audio.input.turn_detection.type",
+        ),
+        (
+            {"type": "session.update", "session": {"enable_speaker_diarization": True}},
+            "invalid_value",
+            "session.enable_speaker_diarization",
+        ),  # no embed callable here
+    ],
+)
+def test_bad_client_events_get_errors_and_the_session_goes_on(message, code, param, jfk):
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        before = session.config
+        await session.handle_event(message)
+        assert session.config == before
+        await feed(session, pcm16(jfk))
+        await session.close()
+
+    asyncio.run(run())
+    error = events.events[0]["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
+    assert error["event_id"] == (message.get("event_id") if isinstance(message, dict) else None)
+    assert events.of(".completed")  # the session still transcribes afterwards
+
+
+def test_odd_binary_frame_is_an_error():
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(FakeModels().transcribe, events)
+        await session.append_pcm16(b"\x00\x01\x02")
+        await session.append_pcm16(b"\x00\x01")
+
+    asyncio.run(run())
+    assert [e["error"]["param"] for e in events.of("error")] == ["audio"]
+
+
+def test_failed_transcription_is_reported_and_the_session_goes_on(sample):
+    models = FakeModels(fail_finals=1)
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        silence = np.zeros(SAMPLE_RATE, np.float32)
+        speech = sample[7 * SAMPLE_RATE : 11 * SAMPLE_RATE]
+        await feed(session, pcm16(np.concatenate([speech, silence, speech, silence])))
+        await session.close()
+
+    asyncio.run(run())
+    failed, completed = events.of(".failed"), events.of(".completed")
+    assert len(failed) == 1 and len(completed) >= 1
+    assert failed[0]["error"]["code"] == "model_failure"
+    assert failed[0]["item_id"] == events.of("committed")[0]["item_id"]
+
+
+def test_finals_are_sent_in_commit_order_even_when_they_finish_out_of_order(sample):
+    models = FakeModels(delays=[0.3, 0.0, 0.0])
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        silence = np.zeros(SAMPLE_RATE, np.float32)
+        speech = sample[7 * SAMPLE_RATE : 10 * SAMPLE_RATE]
+        await feed(session, pcm16(np.concatenate([speech, silence] * 3)))
+        await session.close()
+
+    asyncio.run(run())
+    committed = [e["item_id"] for e in events.of("committed")]
+    assert len(committed) == 3
+    assert [e["item_id"] for e in events.of(".completed")] == committed
+
+
+def test_ten_minutes_of_audio_use_a_fixed_buffer(sample):
+    """Memory stays flat: the session holds one utterance and a pre-roll, never the stream."""
+    models = FakeModels()
+    events = Recorder()
+    loop_clip = np.concatenate([sample, np.zeros(3 * SAMPLE_RATE, np.float32)])  # 33 s
+    stream = pcm16(np.tile(loop_clip, 19))  # 10.5 min at 24 kHz
+
+    async def run():
+        session = RealtimeTranscriptionSession(
+            models.transcribe,
+            events,
+            models.embed,
+            max_speakers=3,
+            config=RealtimeSessionConfig(enable_speaker_diarization=True),
+        )
+        largest, step = 0, 24_000 * 2  # 1 s frames
+        for offset in range(0, len(stream), step):
+            await session.handle_event(append_event(stream[offset : offset + step]))
+            largest = max(largest, session.buffered_samples)
+            assert session.buffered_samples <= session.max_buffered_samples
+            await asyncio.sleep(0)
+        await session.close()
+        return session, largest
+
+    started = time.perf_counter()
+    session, largest = asyncio.run(run())
+    elapsed = time.perf_counter() - started
+    assert session.max_buffered_samples <= 31 * SAMPLE_RATE
+    assert largest >= 20 * SAMPLE_RATE  # the bound was actually reached for
+    assert len(session.speakers) <= 3 and not session._finals
+    assert len(events.of(".completed")) >= 19
+    assert elapsed < 20, elapsed
+
+
+# --- the pieces ---------------------------------------------------------------------------
+
+
+def test_streaming_vad_equals_one_pass(sample):
+    from faster_whisper.vad import get_vad_model
+
+    audio = sample[: 512 * 300]
+    whole = get_vad_model()(audio).reshape(-1)
+    vad = StreamingVad()
+    parts = [vad.push(audio[i : i + 1000])[1] for i in range(0, audio.shape[0], 1000)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
+
+
+def test_local_agreement_sends_only_what_two_decodes_share():
+    agreement = LocalAgreement()
+    assert agreement.update(" Hello there my") == ""
+    assert agreement.update(" Hello, there, my friend") == "Hello, there, my"
+    assert agreement.update(" Hello there my friend how") == " friend"
+    assert agreement.update(" Yellow there") == ""  # never retracts
+    assert agreement.emitted == ["Hello,", "there,", "my", "friend"]
+
+
+def test_speaker_tracker_labels_in_order_and_stays_bounded():
+    tracker = SpeakerTracker(threshold=0.8, max_speakers=2)
+    a, b, c = np.eye(3)
+    assert [tracker.assign(v) for v in (a, b, a + 0.1 * b, c)] == ["A", "B", "A", "A"]
+    assert len(tracker) == 2
+    assert [speaker_label(i) for i in (0, 25, 26)] == ["A", "Z", "AA"]
+
+
+def test_sentences_become_segments():
+    words = [
+        Word(" Hi.", 0.0, 0.4),
+        Word(" How", 0.6, 0.8),
+        Word(" are", 0.8, 1.0),
+        Word(" you?", 1.0, 1.3),
+    ]
+    pieces = sentence_segments([Segment(0, 0, 0.0, 1.5, " Hi. How are you?", words=words)])
+    assert [(p.start, p.end, p.text) for p in pieces] == [
+        (0.0, 0.4, " Hi."),
+        (0.6, 1.3, " How are you?"),
+    ]

@@ -26,6 +26,7 @@ import binascii
 import json
 import logging
 import string
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -540,6 +541,7 @@ class RealtimeTranscriptionSession:
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE) // VAD_WINDOW
         self._cut_search = int(cut_search_s * SAMPLE_RATE) // VAD_WINDOW
         self._partial_interval = max(1, int(partial_interval_s * SAMPLE_RATE) // VAD_WINDOW)
+        self._last_partial_s = 0.0
         self._min_speech = max(1, -(-min_speech_ms // WINDOW_MS))
         # the open utterance, or idle pre-roll plus a not-yet-confirmed speech start
         self._buffer = WindowBuffer(
@@ -805,6 +807,8 @@ class RealtimeTranscriptionSession:
             previous_item_id=self._previous_item_id,
         )
         self._previous_item_id = turn.item_id
+        if self._partial is not None and not self._partial.done():
+            self._partial.cancel()  # its words are moot now; Serve drops it if still queued
         self._buffer.drop_before(end)
         self._turn = _Turn(item_id=new_id("item"))
         await self._final_slots.acquire()  # back-pressure when finals fall behind
@@ -824,16 +828,21 @@ class RealtimeTranscriptionSession:
             or not turn.heard_speech
             or self._buffer.end < turn.next_partial
             or (self._partial is not None and not self._partial.done())
+            or turn.silence_since is not None  # maybe the end: keep the model free for the final
         ):
             return
-        turn.next_partial = self._buffer.end + self._partial_interval
+        # Leave the model idle at least half the time, so finals do not queue behind partials
+        busy = int(2 * self._last_partial_s * SAMPLE_RATE) // VAD_WINDOW
+        turn.next_partial = self._buffer.end + max(self._partial_interval, busy)
         audio = self._buffer.audio(turn.start, self._buffer.end)
         self._partial = asyncio.create_task(self._run_partial(turn, audio))
 
     async def _run_partial(self, turn: _Turn, audio: np.ndarray) -> None:
         try:
             options = await self._options(audio, partial=True)
+            started = time.monotonic()
             segments = await self._transcribe(audio, options)
+            self._last_partial_s = time.monotonic() - started
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a partial is best effort; the final reports failures

@@ -1,0 +1,137 @@
+"""Live transcription latency: end of an utterance → its final event, at 1 and 8 streams.
+
+Starts the application itself and streams pyannote's sample.wav (a 30 s two-speaker call)
+over ``/v1/realtime`` at real time, as a microphone would, from 1 and then 8 concurrent
+clients (server VAD, diarization on). For every final (``...transcription.completed``)
+the latency is its arrival minus the wall time at which the utterance's last speech was
+sent. That speech end is read off the clip itself (Silero VAD over the whole file, the
+last speech end before the item's ``speech_stopped``), so the latency includes the
+silence the server's VAD waits for before it commits, as a user would feel it.
+
+    python load/bench_realtime.py [--streams 1 8] [--speed 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import soxr
+from websockets.sync.client import connect
+
+from _server import running_app, testdata_dir
+
+RATE = 24_000
+FRAME_S = 0.1
+SILENCE_MS = 500
+
+
+def frames_of(path) -> list[bytes]:
+    from speakerscribe.audio import decode_audio_bytes
+
+    audio = soxr.resample(decode_audio_bytes(path.read_bytes()), 16_000, RATE)
+    audio = np.concatenate([audio, np.zeros(2 * RATE, np.float32)])  # trailing silence ends the last turn
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(RATE * FRAME_S) * 2
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def speech_ends(path) -> np.ndarray:
+    """Seconds where speech ends in the clip, by Silero VAD over the whole file."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from speakerscribe.audio import decode_audio_bytes
+
+    audio = decode_audio_bytes(path.read_bytes())
+    spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=SILENCE_MS // 2))
+    return np.array([span["end"] / 16_000 for span in spans])
+
+
+def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) -> list[float]:
+    """Stream at ``speed`` × real time; return each final's latency in seconds."""
+    latencies: list[float] = []
+    speech_end: dict[str, float] = {}  # item_id → stream seconds where speech ended
+    done = threading.Event()
+    with connect(url, open_timeout=120, max_size=None) as socket:
+        socket.recv(timeout=120)  # session.created
+        update = {
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "enable_speaker_diarization": True,
+                "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS}}},
+            },
+        }
+        socket.send(json.dumps(update))
+        started = time.monotonic()
+
+        def receive() -> None:
+            while not done.is_set():
+                try:
+                    event = json.loads(socket.recv(timeout=1))
+                except TimeoutError:
+                    continue
+                except Exception:
+                    return
+                now = time.monotonic()
+                if event["type"] == "input_audio_buffer.speech_stopped":
+                    stopped = event["audio_end_ms"] / 1000
+                    before = ends[ends <= stopped]
+                    speech_end[event["item_id"]] = float(before[-1]) if len(before) else stopped
+                elif event["type"] == "conversation.item.input_audio_transcription.completed":
+                    end = speech_end.get(event["item_id"])
+                    if end is not None:
+                        latencies.append(now - (started + end / speed))
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        for index, frame in enumerate(frames):
+            socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(frame).decode()}))
+            pause = started + (index + 1) * FRAME_S / speed - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        time.sleep(5)  # the last final
+        done.set()
+        reader.join()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--speed", type=float, default=1.0, help="× real time")
+    parser.add_argument("--port", type=int, default=8128)
+    args = parser.parse_args()
+    clip = testdata_dir() / "pyannote/sample.wav"
+    frames, ends = frames_of(clip), speech_ends(clip)
+    rows = []
+    with running_app(args.port) as base:
+        url = base.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+        one_stream(url, frames[:30], ends, 4.0)  # warm-up: load VAD and models, open the paths
+        for streams in args.streams:
+            with ThreadPoolExecutor(streams) as pool:
+                results = list(pool.map(lambda _: one_stream(url, frames, ends, args.speed), range(streams)))
+            latencies = [x for result in results for x in result]
+            rows.append((streams, len(latencies), statistics.median(latencies) if latencies else float("nan"),
+                         percentile(latencies, 95), max(latencies, default=float("nan"))))
+    print(f"\nend of speech → final event, sample.wav at {args.speed:g}× real time, server VAD "
+          f"(silence {SILENCE_MS} ms, included), diarization on")
+    print(f"{'streams':>7} {'finals':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
+    for streams, count, p50, p95, worst in rows:
+        print(f"{streams:>7} {count:>6} {p50:>6.2f} {p95:>6.2f} {worst:>6.2f}")
+    streams = " ".join(str(s) for s in args.streams)
+    print(f"\ncommand: python load/bench_realtime.py --streams {streams} --speed {args.speed:g}")
+
+
+if __name__ == "__main__":
+    main()

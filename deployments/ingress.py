@@ -290,18 +290,20 @@ class SpeechIngress:
             return
         await websocket.accept(subprotocol=subprotocol)
         if intent != "transcription":
-            await websocket.send_json(
-                {"type": "error", **InvalidRequestError(
-                    f"only intent=transcription is served here, not {intent!r}", param="intent"
-                ).to_openai()}
-            )
+            error = InvalidRequestError(f"only intent=transcription is served here, not {intent!r}", param="intent")
+            await websocket.send_json({"type": "error", **error.to_openai()})
             await websocket.close(code=1008)
             return
-        connected = True
+        client_listening = True
 
         async def emit(event: dict) -> None:
-            if connected:
+            nonlocal client_listening
+            if not client_listening:
+                return
+            try:
                 await websocket.send_json(event)
+            except (WebSocketDisconnect, RuntimeError):  # the client left mid-send
+                client_listening = False
 
         budget = self.settings.stage_timeout_s
 
@@ -311,6 +313,10 @@ class SpeechIngress:
         async def embed(audio: np.ndarray) -> np.ndarray:
             return await asyncio.wait_for(self.stages.embed(audio), budget)
 
+        async def detect_language(audio: np.ndarray) -> str:
+            model = self.service.resolve_model(session.config.model)
+            return await asyncio.wait_for(self.stages.detect_language(audio, model), budget)
+
         session = RealtimeTranscriptionSession(
             transcribe,
             emit,
@@ -319,7 +325,7 @@ class SpeechIngress:
                 model=self.settings.model_id,
                 enable_speaker_diarization=self.settings.enable_speaker_diarization,
             ),
-            detect_language=lambda audio: self.stages.detect_language(audio, self.settings.model_id),
+            detect_language=detect_language,
             resolve_model=self.service.resolve_model,
             beam_size=self.settings.beam_size,
             max_speakers=self.settings.max_speakers_limit,
@@ -331,17 +337,17 @@ class SpeechIngress:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
+                    client_listening = False
                     break
                 if message.get("bytes") is not None:
                     await session.append_pcm16(message["bytes"])
                 elif message.get("text") is not None:
                     await session.handle_event(message["text"])
         except WebSocketDisconnect:
-            pass
+            client_listening = False
         finally:
-            connected = websocket.client_state.name == "CONNECTED"
             try:
-                await session.close()  # finishes the last utterance for a client still listening
+                await session.close()  # the last utterance, for a client still listening
             finally:
                 self._open_live_streams -= 1
                 self._live_streams.set(self._open_live_streams)

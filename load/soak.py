@@ -99,12 +99,17 @@ def main() -> None:
     print(f"\nrequests served (200): {served}, in {args.minutes:g} min with {args.clients} clients")
     errors = {k: v for k, v in statuses.items() if k != 200}
     print(f"errors by status: {errors or 'none'}")
-    print(f"{'replica':<40} {'start MB':>9} {'end MB':>9} {'growth':>7}")
+    # RSS is a snapshot and swings with the batch in flight; the peak (VmHWM) only grows
+    # when a replica needs more than it ever needed before, which is what a leak does.
+    print(f"{'replica':<34} {'RSS start':>9} {'RSS end':>8} {'growth':>7} {'peak start':>10} {'peak end':>9} {'growth':>7}")
     for name in sorted(end_memory):
-        first = start_memory.get(name, {}).get("rss_mb", 0.0)
-        last = end_memory[name]["rss_mb"]
-        growth = (last - first) / first * 100 if first else float("nan")
-        print(f"{name:<40} {first:>9.0f} {last:>9.0f} {growth:>6.1f}%")
+        row = [name]
+        for key in ("rss_mb", "peak_mb"):
+            first = start_memory.get(name, {}).get(key, 0.0)
+            last = end_memory[name][key]
+            growth = (last - first) / first * 100 if first else float("nan")
+            row += [f"{first:.0f}", f"{last:.0f}", f"{growth:.1f}%"]
+        print(f"{row[0]:<34} {row[1]:>9} {row[2]:>8} {row[3]:>7} {row[4]:>10} {row[5]:>9} {row[6]:>7}")
     print(
         f"\ncommand: python load/soak.py --minutes {args.minutes:g} --clients {args.clients} "
         f"--warmup-minutes {args.warmup_minutes:g}"

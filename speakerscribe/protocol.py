@@ -23,6 +23,20 @@ WHISPER_1 = "whisper-1"
 LIST_FIELDS = ("timestamp_granularities",)
 
 
+
+def known_language(value: str | None) -> str | None:
+    """An ISO-639-1 code Whisper knows, lower-cased; empty means detect."""
+    if not value:
+        return None
+    code = value.strip().lower()
+    if code not in _LANGUAGE_CODES:
+        raise ValueError(f"unknown language code {value!r}; use an ISO-639-1 code such as 'en'")
+    return code
+
+
+def blank_is_none(value: str | None) -> str | None:
+    return value if value and value.strip() else None
+
 class TranscriptionRequest(BaseModel):
     """The form of ``POST /v1/audio/transcriptions`` minus the file."""
 
@@ -45,17 +59,12 @@ class TranscriptionRequest(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        code = value.strip().lower()
-        if code not in _LANGUAGE_CODES:
-            raise ValueError(f"unknown language code {value!r}; use an ISO-639-1 code such as 'en'")
-        return code
+        return known_language(value)
 
     @field_validator("prompt", "model")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
-        return value if value and value.strip() else None
+        return blank_is_none(value)
 
     @model_validator(mode="after")
     def _speaker_bounds(self) -> "TranscriptionRequest":

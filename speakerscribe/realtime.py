@@ -34,11 +34,11 @@ from typing import Any, Literal
 
 import numpy as np
 import soxr
-from faster_whisper.tokenizer import _LANGUAGE_CODES
 from faster_whisper.vad import get_vad_model
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from speakerscribe.errors import SpeechServerError
+from speakerscribe.protocol import blank_is_none, known_language
 from speakerscribe.scoring import normalize_text
 from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import SAMPLE_RATE, Segment
@@ -107,17 +107,12 @@ class RealtimeSessionConfig(BaseModel):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        code = value.strip().lower()
-        if code not in _LANGUAGE_CODES:
-            raise ValueError(f"unknown language code {value!r}; use an ISO-639-1 code such as 'en'")
-        return code
+        return known_language(value)
 
     @field_validator("model", "prompt")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
-        return value if value and value.strip() else None
+        return blank_is_none(value)
 
     def to_openai(self, session_id: str, model: str | None) -> dict[str, Any]:
         """The ``session`` object of ``session.created``/``session.updated`` (GA shape)."""

@@ -4,9 +4,8 @@
 import asyncio
 import json
 import logging
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -32,7 +31,6 @@ from speakerscribe.errors import (
     UnsupportedMediaError,
 )
 from speakerscribe.formats import render
-from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.protocol import (
     LIST_FIELDS,
     WHISPER_1,
@@ -41,6 +39,7 @@ from speakerscribe.protocol import (
     ModelList,
     TranscriptionRequest,
 )
+from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import DecodeOptions
@@ -313,8 +312,7 @@ class SpeechIngress:
         async def embed(audio: np.ndarray) -> np.ndarray:
             return await asyncio.wait_for(self.stages.embed(audio), budget)
 
-        async def detect_language(audio: np.ndarray) -> str:
-            model = self.service.resolve_model(session.config.model)
+        async def detect_language(audio: np.ndarray, model: str) -> str:
             return await asyncio.wait_for(self.stages.detect_language(audio, model), budget)
 
         session = RealtimeTranscriptionSession(

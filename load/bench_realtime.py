@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +121,7 @@ def main() -> None:
             with ThreadPoolExecutor(streams) as pool:
                 results = list(pool.map(lambda _: one_stream(url, frames, ends, args.speed), range(streams)))
             latencies = [x for result in results for x in result]
-            rows.append((streams, len(latencies), statistics.median(latencies) if latencies else float("nan"),
+            rows.append((streams, len(latencies), percentile(latencies, 50),
                          percentile(latencies, 95), max(latencies, default=float("nan"))))
     print(f"\nend of speech → final event, sample.wav at {args.speed:g}× real time, server VAD "
           f"(silence {SILENCE_MS} ms, included), diarization on")

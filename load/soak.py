@@ -77,13 +77,14 @@ def main() -> None:
         threads = [threading.Thread(target=client, args=(seed,)) for seed in range(args.clients)]
         for thread in threads:
             thread.start()
+        next_sample = time.time() + 60
         while any(thread.is_alive() for thread in threads):
-            time.sleep(min(60.0, max(stop_at - time.time(), 0.0) + 1))
-            memory = replica_memory_mb()
-            line = ", ".join(f"{name.split('/')[-1]} {m['rss_mb']:.0f}" for name, m in sorted(memory.items()))
-            print(f"  {time.strftime('%H:%M:%S')} RSS MB: {line}", flush=True)
-        for thread in threads:
-            thread.join()
+            time.sleep(1)
+            if time.time() >= next_sample:
+                next_sample += 60
+                memory = replica_memory_mb()
+                line = ", ".join(f"{name.split('/')[-1]} {m['rss_mb']:.0f}" for name, m in sorted(memory.items()))
+                print(f"  {time.strftime('%H:%M:%S')} RSS MB: {line}", flush=True)
 
     statuses: collections.Counter = collections.Counter()
     with running_app(args.port) as base:

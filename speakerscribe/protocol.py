@@ -23,7 +23,6 @@ WHISPER_1 = "whisper-1"
 LIST_FIELDS = ("timestamp_granularities",)
 
 
-
 def known_language(value: str | None) -> str | None:
     """An ISO-639-1 code Whisper knows, lower-cased; empty means detect."""
     if not value:
@@ -36,6 +35,7 @@ def known_language(value: str | None) -> str | None:
 
 def blank_is_none(value: str | None) -> str | None:
     return value if value and value.strip() else None
+
 
 class TranscriptionRequest(BaseModel):
     """The form of ``POST /v1/audio/transcriptions`` minus the file."""

@@ -25,7 +25,6 @@ import base64
 import binascii
 import json
 import logging
-import string
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,6 +36,7 @@ import soxr
 from faster_whisper.vad import get_vad_model
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from speakerscribe.alignment import letter_label
 from speakerscribe.errors import SpeechServerError
 from speakerscribe.protocol import blank_is_none, known_language
 from speakerscribe.scoring import normalize_text
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 TranscribeFn = Callable[[np.ndarray, DecodeOptions], Awaitable[list[Segment]]]
 EmbedFn = Callable[[np.ndarray], Awaitable["np.ndarray | None"]]
 EmitFn = Callable[[dict], Awaitable[None]]
-DetectLanguageFn = Callable[[np.ndarray], Awaitable[str]]
+DetectLanguageFn = Callable[[np.ndarray, str], Awaitable[str]]
 
 OPENAI_INPUT_RATE = 24_000
 """OpenAI's only PCM rate; other rates are our extension (see ``RealtimeSessionConfig``)."""
@@ -370,15 +370,6 @@ class LocalAgreement:
         return (" " if done else "") + " ".join(new)
 
 
-def speaker_label(index: int) -> str:
-    """0 → A, 25 → Z, 26 → AA: labels in order of appearance."""
-    label, index = "", index + 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        label = string.ascii_uppercase[remainder] + label
-    return label
-
-
 class SpeakerTracker:
     """Online speaker identities of one stream: running-mean centroids, cosine matching.
 
@@ -409,14 +400,14 @@ class SpeakerTracker:
                 self._sums.append(None)
         current = self._sums[best]
         self._sums[best] = unit.copy() if current is None else current + unit
-        self.last = speaker_label(best)
+        self.last = letter_label(best)
         return self.last
 
     def fallback(self) -> str:
         """The previous speaker; the first one (without a voice yet) if nobody spoke."""
         if self.last is None:
             self._sums.append(None)  # the next embedding fills it
-            self.last = speaker_label(0)
+            self.last = letter_label(0)
         return self.last
 
 
@@ -882,11 +873,12 @@ class RealtimeTranscriptionSession:
     async def _options(
         self, audio: np.ndarray, partial: bool, words: bool = False
     ) -> DecodeOptions:
+        model = self._model_id(self.config.model) or ""
         language = self.config.language or self._language
         if language is None and self._detect_language is not None:
-            language = self._language = await self._detect_language(audio)
+            language = self._language = await self._detect_language(audio, model)
         return DecodeOptions(
-            model=self._model_id(self.config.model) or "",
+            model=model,
             language=language,
             prompt=self.config.prompt,
             word_timestamps=words,
@@ -966,18 +958,19 @@ class RealtimeTranscriptionSession:
 
     async def _send_failed(self, utterance: _Utterance, error: Exception) -> None:
         if isinstance(error, SpeechServerError):
-            details = {"type": error.error_type, "code": error.code, "message": error.message}
+            details = error.to_openai()["error"]
         else:
             details = {
                 "type": "server_error",
                 "code": "transcription_failed",
                 "message": "transcription failed for this audio",
+                "param": None,
             }
         await self._send(
             "conversation.item.input_audio_transcription.failed",
             item_id=utterance.item_id,
             content_index=0,
-            error={**details, "param": getattr(error, "param", None)},
+            error=details,
         )
 
     async def _send_error(self, error: ClientEventError, client_event_id: Any) -> None:

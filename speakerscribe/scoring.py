@@ -35,6 +35,12 @@ def read_rttm(path: Path, uri: str | None = None) -> dict[str, list[SpeakerTurn]
     return turns
 
 
+def read_stm_text(path: Path) -> str:
+    """An STM file's words in order: the reference transcript of a whole recording."""
+    lines = Path(path).read_text().splitlines()
+    return " ".join(" ".join(line.split()[5:]) for line in lines if line.strip())
+
+
 def to_annotation(turns: list[SpeakerTurn], uri: str = "file"):
     from pyannote.core import Annotation, Segment
 

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from speakerscribe.embedded import DEFAULT_MODEL_CACHE
+from speakerscribe.protocol import WHISPER_1
 
 ENV_PREFIX = "SPEAKERSCRIBE_"
 
@@ -146,7 +147,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _served_names_are_unique(self) -> "Settings":
-        taken = {self.model_id, "whisper-1"} & set(self.whisper_models)
+        taken = {self.model_id, WHISPER_1} & set(self.whisper_models)
         if taken:
             raise ValueError(f"whisper_models reuses the default model's names: {sorted(taken)}")
         return self

@@ -261,6 +261,7 @@ class BatchTranscriber:
         avg_logprob = float(output["avg_logprob"])
         if no_speech > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
             return []  # Whisper's silence rule: the piece holds no speech
+
         def clamp(seconds: float) -> float:
             """Inside the piece: word alignment can land a frame before 0 or past the end."""
             return round(min(max(float(seconds), 0.0), duration), 3)

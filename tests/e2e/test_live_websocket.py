@@ -14,7 +14,7 @@ import soxr
 from websockets.sync.client import connect
 
 from speakerscribe.audio import decode_audio_bytes
-from speakerscribe.scoring import word_error_rate
+from speakerscribe.scoring import read_stm_text, word_error_rate
 from speakerscribe.types import SAMPLE_RATE
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +78,7 @@ def unfinished_items(events: list[dict]) -> set[str]:
 
 
 def reference_text(testdata) -> str:
-    return " ".join(line.split(maxsplit=5)[5] for line in (testdata / "pyannote/sample.stm").read_text().splitlines())
+    return read_stm_text(testdata / "pyannote/sample.stm")
 
 
 @pytest.fixture(scope="module")

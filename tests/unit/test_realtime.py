@@ -32,6 +32,8 @@ from openai.types.realtime import (
 
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
+from speakerscribe.alignment import letter_label
+from speakerscribe.scoring import read_stm_text
 from speakerscribe.realtime import (
     LocalAgreement,
     RealtimeSessionConfig,
@@ -39,7 +41,6 @@ from speakerscribe.realtime import (
     SpeakerTracker,
     StreamingVad,
     sentence_segments,
-    speaker_label,
 )
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
 
@@ -172,8 +173,7 @@ def jfk(testdata) -> np.ndarray:
 
 
 def reference_text(testdata) -> str:
-    lines = (testdata / "pyannote/sample.stm").read_text().splitlines()
-    return " ".join(" ".join(line.split()[5:]) for line in lines if line.strip())
+    return read_stm_text(testdata / "pyannote/sample.stm")
 
 
 def diarized(**settings) -> dict:
@@ -618,7 +618,7 @@ def test_speaker_tracker_labels_in_order_and_stays_bounded():
     a, b, c = np.eye(3)
     assert [tracker.assign(v) for v in (a, b, a + 0.1 * b, c)] == ["A", "B", "A", "A"]
     assert len(tracker) == 2
-    assert [speaker_label(i) for i in (0, 25, 26)] == ["A", "Z", "AA"]
+    assert [letter_label(i) for i in (0, 25, 26)] == ["A", "Z", "AA"]
 
 
 def test_sentences_become_segments():

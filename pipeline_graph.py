@@ -10,13 +10,14 @@ from ray.serve import Application
 
 from deployments.diarizer import Diarizer
 from deployments.ingress import SpeechIngress
+from deployments.jobs import JobRunner
 from deployments.separator import VocalSeparator
 from deployments.transcriber import Transcriber
 from speakerscribe.settings import Settings, load_settings
 
 
 def build(args: Settings) -> Application:
-    """Settings → ingress bound to separator, transcriber and diarizer handles."""
+    """Settings → ingress bound to separator, transcriber, diarizer and job runner handles."""
     if not isinstance(args, Settings):  # a plain dict, e.g. from an older Serve
         args = load_settings(**dict(args or {}))
     transcriber = Transcriber.options(
@@ -25,7 +26,9 @@ def build(args: Settings) -> Application:
             "batch_wait_timeout_s": args.batch_wait_timeout_s,
         }
     ).bind(args)
-    return SpeechIngress.bind(args, VocalSeparator.bind(args), transcriber, Diarizer.bind(args))
+    separator, diarizer = VocalSeparator.bind(args), Diarizer.bind(args)
+    job_runner = JobRunner.bind(args, separator, transcriber, diarizer)
+    return SpeechIngress.bind(args, separator, transcriber, diarizer, job_runner)
 
 
 app = build(load_settings())

@@ -8,37 +8,38 @@ import numpy as np
 from ray import serve
 
 from speakerscribe.devices import torch_device
-from speakerscribe.diarization import load_diarizer
+from speakerscribe.diarization import diarize_request, load_diarizer, segmentation_model
+from speakerscribe.overlap import OverlapDetector
 from speakerscribe.settings import Settings
-from speakerscribe.types import SpeakerTurn
+from speakerscribe.types import Diarization, DiarizationOptions
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=128)
 class Diarizer:
     def __init__(self, settings: Settings):
+        self.settings = settings
+        device = torch_device(settings.diarization_device)
         self.model = load_diarizer(
             settings.diarization_pipeline,
             token=settings.hf_token,
             cache_dir=settings.model_cache_dir,
-            device=torch_device(settings.diarization_device),
+            device=device,
         )
+        segmentation = segmentation_model(self.model)
+        self.overlap_detector = None if segmentation is None else OverlapDetector(segmentation, device=device)
         # pyannote pipelines keep per-call state: one call at a time per replica.
         self._lock = asyncio.Lock()
 
-    async def diarize(
-        self,
-        audio: np.ndarray,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-    ) -> list[SpeakerTurn]:
+    async def diarize(self, audio: np.ndarray, options: DiarizationOptions) -> Diarization:
+        """Turns, enrolled speakers named, overlapped speech when asked for."""
         async with self._lock:
             return await asyncio.to_thread(
+                diarize_request,
                 self.model,
                 audio,
-                num_speakers=num_speakers,
-                min_speakers=min_speakers,
-                max_speakers=max_speakers,
+                options,
+                known_speaker_threshold=self.settings.known_speaker_threshold,
+                overlap_detector=self.overlap_detector,
             )
 
     async def embed(self, audio: np.ndarray) -> np.ndarray:
@@ -50,4 +51,3 @@ class Diarizer:
 
     def ready(self) -> bool:
         return True
-

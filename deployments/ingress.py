@@ -6,12 +6,14 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from ray.exceptions import RayTaskError
 from ray import serve
 from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
@@ -38,12 +40,16 @@ from speakerscribe.protocol import (
     ModelCard,
     ModelList,
     TranscriptionRequest,
+    TranslationRequest,
+    blank_is_none,
 )
 from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import Settings
+from deployments.jobs import job_table, request_for
+from deployments.stages import HandleStages
 from speakerscribe.transcription import DecodeOptions
-from speakerscribe.types import Segment, SpeakerTurn
+from speakerscribe.types import Segment
 
 logger = logging.getLogger("ray.serve")
 RETRY_AFTER_S = 5
@@ -59,43 +65,6 @@ api.mount("/ui", StaticFiles(directory=Path(speakerscribe.__file__).parent / "st
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 500, 503, 504)
 }
-
-
-class HandleStages:
-    """``speakerscribe.serving.Stages`` over DeploymentHandles."""
-
-    def __init__(
-        self,
-        default_model: str,
-        separator: DeploymentHandle,
-        transcriber: DeploymentHandle,
-        diarizer: DeploymentHandle,
-    ):
-        self.default_model = default_model
-        self.separator = separator
-        self.transcriber = transcriber
-        self.diarizer = diarizer
-
-    def _transcriber_for(self, model: str) -> DeploymentHandle:
-        """Other models go through Serve multiplexing: routed to replicas that hold them."""
-        if model in ("", self.default_model):
-            return self.transcriber
-        return self.transcriber.options(multiplexed_model_id=model)
-
-    async def separate(self, audio: np.ndarray) -> np.ndarray:
-        return await self.separator.separate.remote(audio)
-
-    async def detect_language(self, audio: np.ndarray, model: str) -> str:
-        return await self._transcriber_for(model).detect_language.remote(audio, model)
-
-    async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
-        return await self._transcriber_for(options.model).transcribe.remote(piece, options)
-
-    async def diarize(self, audio, num_speakers, min_speakers, max_speakers) -> list[SpeakerTurn]:
-        return await self.diarizer.diarize.remote(audio, num_speakers, min_speakers, max_speakers)
-
-    async def embed(self, audio: np.ndarray) -> np.ndarray:
-        return await self.diarizer.embed.remote(audio)
 
 
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
@@ -181,9 +150,15 @@ async def _ready(handle: DeploymentHandle) -> bool:
     return await handle.ready.remote()
 
 
-def _form_schema() -> dict[str, Any]:
-    """OpenAPI schema of the multipart form, derived from TranscriptionRequest."""
-    schema = TranscriptionRequest.model_json_schema()
+def _form_schema(model: type = TranscriptionRequest, jobs: bool = False) -> dict[str, Any]:
+    """OpenAPI schema of the multipart form, derived from the request model."""
+    schema = model.model_json_schema()
+    if jobs:
+        schema["properties"].pop("stream", None)
+        schema["properties"]["webhook_url"] = {
+            "type": "string",
+            "description": "POSTed the finished job as JSON ({type: job.succeeded|job.failed|job.cancelled, job})",
+        }
     schema["properties"] = {
         "file": {"type": "string", "format": "binary"},
         **schema["properties"],
@@ -206,11 +181,14 @@ class SpeechIngress:
         separator: DeploymentHandle,
         transcriber: DeploymentHandle,
         diarizer: DeploymentHandle,
+        job_runner: DeploymentHandle,
     ):
         self.settings = settings
         self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file)
         self.stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
         self.service = TranscriptionService(settings, self.stages)
+        self.job_runner = job_runner
+        self.jobs = job_table(settings)
         self._stage_seconds = metrics.Histogram(
             "speakerscribe_stage_seconds",
             description="Wall time of each pipeline stage of a request, seen from the ingress.",
@@ -249,12 +227,36 @@ class SpeechIngress:
             prepared = await service.prepare(data, transcription_request)
             return StreamingResponse(_sse(service.stream_events(prepared)), media_type="text/event-stream")
         result = await service.transcribe(data, transcription_request)
+        return self._answer(result, transcription_request.response_format, transcription_request.timestamp_granularities)
+
+    @api.post(
+        "/v1/audio/translations",
+        responses=ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": _form_schema(TranslationRequest)}},
+            }
+        },
+    )
+    async def create_translation(self, request: Request) -> Response:
+        """Speech in any language → English text, as OpenAI's endpoint.
+
+        English-only models (the embedded tiny.en) can only answer English audio, which
+        needs no translation; multilingual models translate with Whisper's translate task.
+        """
+        self.api_keys.check(request.headers.get("authorization"))
+        fields, data = await self._read_form(request)
+        translation_request = TranslationRequest.from_form(fields)
+        result = await self.service.transcribe(data, translation_request.as_transcription(), task="translate")
+        return self._answer(result, translation_request.response_format)
+
+    def _answer(self, result, response_format: str, granularities=("segment",)) -> Response:
+        """A finished result in the asked format, with its stage timings and metrics."""
         for stage, seconds in result.stage_seconds.items():
             self._stage_seconds.observe(seconds, tags={"stage": stage})
-        self._audio_seconds.inc(result.duration, tags={"response_format": transcription_request.response_format})
-        body, media_type = render(
-            result, transcription_request.response_format, transcription_request.timestamp_granularities
-        )
+        self._audio_seconds.inc(result.duration, tags={"response_format": response_format})
+        body, media_type = render(result, response_format, granularities)
         headers = {"Server-Timing": server_timing(result.stage_seconds)}
         if isinstance(body, dict):
             return JSONResponse(body, headers=headers)
@@ -350,6 +352,115 @@ class SpeechIngress:
                 self._open_live_streams -= 1
                 self._live_streams.set(self._open_live_streams)
 
+    # --- jobs: long files in the background ------------------------------------------------
+
+    @api.post(
+        "/v1/audio/transcriptions/jobs",
+        status_code=202,
+        responses=ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": _form_schema(TranscriptionRequest, jobs=True)}},
+            }
+        },
+    )
+    async def create_transcription_job(self, request: Request) -> JSONResponse:
+        """Accept a transcription to run in the background; answers 202 with the job to poll."""
+        return await self._submit_job(request, "transcribe")
+
+    @api.post(
+        "/v1/audio/translations/jobs",
+        status_code=202,
+        responses=ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": _form_schema(TranslationRequest, jobs=True)}},
+            }
+        },
+    )
+    async def create_translation_job(self, request: Request) -> JSONResponse:
+        """Accept a translation to run in the background; answers 202 with the job to poll."""
+        return await self._submit_job(request, "translate")
+
+    @api.get("/v1/audio/jobs", responses=ERROR_RESPONSES)
+    async def list_jobs(self, request: Request, limit: int = 100) -> JSONResponse:
+        self.api_keys.check(request.headers.get("authorization"))
+        jobs = await self._ask("list", max(1, min(limit, 1000)))
+        return JSONResponse({"object": "list", "data": jobs})
+
+    @api.get("/v1/audio/jobs/{job_id}", responses=ERROR_RESPONSES)
+    async def get_job(self, job_id: str, request: Request) -> JSONResponse:
+        """Status, stage and progress (the fraction of the audio transcribed)."""
+        self.api_keys.check(request.headers.get("authorization"))
+        return JSONResponse(await self._ask("get", job_id))
+
+    @api.get("/v1/audio/jobs/{job_id}/result", responses=ERROR_RESPONSES)
+    async def get_job_result(
+        self, job_id: str, request: Request, response_format: str | None = None
+    ) -> Response:
+        """The finished result, in the submitted response_format or the one asked for here."""
+        self.api_keys.check(request.headers.get("authorization"))
+        job, result, form = await self._ask("result", job_id)
+        chosen = response_format or job["response_format"]
+        # the submitted form with this response_format: the same checks as a synchronous request
+        asked = request_for(job["task"], {**form, "response_format": chosen})
+        body, media_type = render(result, chosen, getattr(asked, "timestamp_granularities", ("segment",)))
+        if isinstance(body, dict):
+            return JSONResponse(body)
+        return PlainTextResponse(body, media_type=media_type)
+
+    @api.post("/v1/audio/jobs/{job_id}/cancel", responses=ERROR_RESPONSES)
+    async def cancel_job(self, job_id: str, request: Request) -> JSONResponse:
+        """Stop a job: a queued one at once, a running one within about a second."""
+        self.api_keys.check(request.headers.get("authorization"))
+        return JSONResponse(await self._ask("cancel", job_id))
+
+    @api.delete("/v1/audio/jobs/{job_id}", responses=ERROR_RESPONSES)
+    async def delete_job(self, job_id: str, request: Request) -> JSONResponse:
+        self.api_keys.check(request.headers.get("authorization"))
+        return JSONResponse(await self._ask("delete", job_id))
+
+    async def _submit_job(self, request: Request, task: str) -> JSONResponse:
+        """Validate everything a job can be checked for up front, then queue it."""
+        self.api_keys.check(request.headers.get("authorization"))
+        fields, data = await self._read_form(request)
+        webhook_url = blank_is_none(fields.pop("webhook_url", None))
+        if webhook_url is not None:
+            self._check_webhook(webhook_url)
+        transcription_request = request_for(task, fields)
+        if transcription_request.stream:
+            raise InvalidRequestError("jobs cannot stream; poll the job instead", param="stream")
+        self.service.resolve_model(transcription_request.model)
+        self.service.check_speaker_limits(transcription_request)
+        self.service.check_known_speakers(transcription_request)
+        job = await self._ask(
+            "submit",
+            fields,
+            data,
+            task=task,
+            response_format=fields.get("response_format") or "json",
+            webhook_url=webhook_url,
+        )
+        return JSONResponse(job, status_code=202, headers={"Location": f"/v1/audio/jobs/{job['id']}"})
+
+    def _check_webhook(self, url: str) -> None:
+        if not self.settings.job_webhooks:
+            raise InvalidRequestError("webhooks are turned off on this server", param="webhook_url")
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidRequestError("webhook_url must be an http(s) URL", param="webhook_url")
+
+    async def _ask(self, method: str, *args, **kwargs):
+        """Call the job table actor; its errors (404, 409, a failed job's own) come back as raised."""
+        try:
+            return await getattr(self.jobs, method).remote(*args, **kwargs)
+        except RayTaskError as error:
+            if isinstance(error.cause, SpeechServerError):
+                raise error.cause from None
+            raise
+
     @api.get("/", include_in_schema=False)
     async def home(self) -> RedirectResponse:
         return RedirectResponse("ui/")
@@ -361,8 +472,8 @@ class SpeechIngress:
         A replica answers only once its __init__ has loaded its models, so 200 means the
         default models are loaded on at least one replica of each stage.
         """
-        names = ("separator", "transcriber", "diarizer")
-        handles = [self.stages.separator, self.stages.transcriber, self.stages.diarizer]
+        names = ("separator", "transcriber", "diarizer", "job_runner")
+        handles = [self.stages.separator, self.stages.transcriber, self.stages.diarizer, self.job_runner]
         results = await asyncio.gather(
             *[asyncio.wait_for(_ready(h), timeout=5.0) for h in handles], return_exceptions=True
         )
@@ -394,7 +505,8 @@ class SpeechIngress:
         data: bytes | None = None
         request = _with_body_limit(request, self.settings.max_upload_bytes)
         try:
-            async with request.form(max_files=1, max_fields=64) as form:
+            # text fields hold known speakers' reference clips as data URLs (10 s of CD audio ≈ 2.4 MB)
+            async with request.form(max_files=1, max_fields=64, max_part_size=8 * 1024 * 1024) as form:
                 for key in form.keys():
                     name = key.removesuffix("[]")
                     values = form.getlist(key)
@@ -405,6 +517,12 @@ class SpeechIngress:
                         data = await upload.read()
                     elif name in LIST_FIELDS:
                         fields.setdefault(name, []).extend(values)
+                    elif "[" in name and name.endswith("]"):  # chunking_strategy[type]=server_vad
+                        parent, child = name[:-1].split("[", 1)
+                        nested = fields.setdefault(parent, {})
+                        if not isinstance(nested, dict):
+                            raise InvalidRequestError(f"{parent} is given twice", param=parent)
+                        nested[child] = values[-1]
                     else:
                         fields[name] = values[-1]
         except SpeechServerError:

@@ -98,6 +98,7 @@ def split_at_speaker_changes(segments: list[Segment]) -> list[Segment]:
                     no_speech_prob=segment.no_speech_prob,
                     words=run,
                     speaker=run[0].speaker,
+                    logprobs=segment.logprobs if run is runs[0] else [],
                 )
             )
     for number, segment in enumerate(result):
@@ -115,13 +116,18 @@ def letter_label(index: int) -> str:
     return letters
 
 
-def relabel_by_first_appearance(segments: list[Segment]) -> dict[str, str]:
-    """Rename speakers A, B, C… in order of first appearance; returns the mapping used."""
-    mapping: dict[str, str] = {}
+def relabel_by_first_appearance(segments: list[Segment], keep: set[str] = frozenset()) -> dict[str, str]:
+    """Rename speakers A, B, C… in order of first appearance; labels in ``keep`` (enrolled
+    names) stay. Returns the mapping used."""
+    mapping: dict[str, str] = {name: name for name in keep}
+    letters = 0
     for segment in segments:
         for label in [w.speaker for w in segment.words] or [segment.speaker]:
             if label is not None and label not in mapping:
-                mapping[label] = letter_label(len(mapping))
+                while (letter := letter_label(letters)) in keep:
+                    letters += 1
+                mapping[label] = letter
+                letters += 1
     for segment in segments:
         if segment.speaker is not None:
             segment.speaker = mapping[segment.speaker]
@@ -131,11 +137,13 @@ def relabel_by_first_appearance(segments: list[Segment]) -> dict[str, str]:
     return mapping
 
 
-def attribute_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> list[Segment]:
-    """The whole step: assign, split at changes, relabel A, B, C…"""
+def attribute_speakers(
+    segments: list[Segment], turns: list[SpeakerTurn], keep: set[str] = frozenset()
+) -> list[Segment]:
+    """The whole step: assign, split at changes, relabel A, B, C… (names in ``keep`` stay)."""
     assign_speakers(segments, turns)
     segments = split_at_speaker_changes(segments)
-    relabel_by_first_appearance(segments)
+    relabel_by_first_appearance(segments, keep)
     return segments
 
 

@@ -109,6 +109,36 @@ def split_audio(
     )
 
 
+def split_utterances(
+    audio: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    prefix_padding_ms: int = 300,
+    silence_duration_ms: int = 200,
+    max_piece_s: float = 30.0,
+) -> list[Piece]:
+    """OpenAI's ``server_vad`` chunking: one piece per utterance, silence left out.
+
+    An utterance ends after ``silence_duration_ms`` below ``threshold`` and keeps
+    ``prefix_padding_ms`` of audio around it; Silero splits utterances longer than a
+    piece at their longest inner pause (or hard, at the limit). Unlike ``split_audio``
+    the pieces do not tile the audio: what falls between utterances is never decoded.
+    """
+    vad = VadOptions(
+        threshold=threshold,
+        min_silence_duration_ms=silence_duration_ms,
+        speech_pad_ms=prefix_padding_ms,
+        max_speech_duration_s=max_piece_s,
+    )
+    longest = int(max_piece_s * SAMPLE_RATE)
+    pieces = []
+    for start, end in speech_intervals(audio, vad):
+        # padding can push an utterance Silero capped at the limit just past it
+        for cut in range(start, end, longest):
+            pieces.append(Piece(cut, min(cut + longest, end)))
+    return pieces
+
+
 def stitch(pieces: list[Piece], results: list[list[Segment]]) -> list[Segment]:
     """Piece-relative segments → absolute times, renumbered in audio order."""
     stitched: list[Segment] = []

@@ -33,6 +33,7 @@ if "pyannote.audio" in sys.modules or "PYANNOTE_METRICS_ENABLED" not in os.envir
 import logging  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from typing import Any, Protocol, runtime_checkable  # noqa: E402
 
 import lightning  # noqa: E402
@@ -56,7 +57,14 @@ from speakerscribe.embedded import (  # noqa: E402
     resemblyzer_weights_path,
     segmentation_checkpoint_path,
 )
-from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
+from speakerscribe.overlap import merge_regions, overlap_regions  # noqa: E402
+from speakerscribe.speakers import identify_speakers, name_turns  # noqa: E402
+from speakerscribe.types import (  # noqa: E402
+    SAMPLE_RATE,
+    Diarization,
+    DiarizationOptions,
+    SpeakerTurn,
+)
 
 EMBEDDED = "embedded"
 
@@ -531,3 +539,46 @@ def load_diarizer(
         source, token=token, cache_dir=None if cache_dir is None else str(cache_dir),
         device=device,
     )
+
+
+def segmentation_model(diarizer: Diarizer) -> Model | None:
+    """The pyannote segmentation model inside a diarizer's pipeline, if it has one."""
+    inference = getattr(getattr(diarizer, "pipeline", None), "_segmentation", None)
+    return getattr(inference, "model", None)
+
+
+def diarize_request(
+    diarizer: Diarizer,
+    audio: np.ndarray,
+    options: DiarizationOptions,
+    *,
+    known_speaker_threshold: float,
+    overlap_detector: Callable[[np.ndarray], list[tuple[float, float]]] | None = None,
+) -> Diarization:
+    """Who speaks when, then what the request asked on top: enrolled names, overlaps.
+
+    Overlapped speech is where the diarizer's own turns overlap, joined with what the
+    overlap detector (the same segmentation model, read for a second active speaker)
+    finds: the clustering step often gives both local speakers of a short overlap one
+    label, so turns alone miss most of it.
+    """
+    turns = diarizer(
+        audio,
+        num_speakers=options.num_speakers,
+        min_speakers=options.min_speakers,
+        max_speakers=options.max_speakers,
+    )
+    identified: dict[str, float] = {}
+    if options.known_speakers:
+        matches = identify_speakers(
+            audio, turns, options.known_speakers, diarizer.embed, known_speaker_threshold
+        )
+        turns = name_turns(turns, matches)
+        identified = {name: similarity for name, similarity in matches.values()}
+    overlaps: list[tuple[float, float]] = []
+    if options.detect_overlap:
+        found = overlap_regions(turns)
+        if overlap_detector is not None:
+            found = merge_regions([*found, *overlap_detector(audio)])
+        overlaps = found
+    return Diarization(turns, overlaps, identified)

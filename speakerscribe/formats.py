@@ -16,6 +16,7 @@ import webvtt
 
 from speakerscribe.protocol import (
     DiarizedSegmentOut,
+    LogprobOut,
     ResponseFormat,
     SegmentOut,
     TranscriptionDiarizedJson,
@@ -40,6 +41,12 @@ class TranscriptionResult:
     task: str = "transcribe"
     diarized: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    logprobs: bool = False
+    """Token log probabilities were asked for (json answers carry them)."""
+    overlap: bool = False
+    """Overlap detection was asked for (words and segments carry an ``overlap`` flag)."""
+    identified: dict[str, float] = field(default_factory=dict)
+    """Enrolled speaker name → similarity of the voice that took it."""
 
     @property
     def text(self) -> str:
@@ -71,8 +78,20 @@ def _usage(result: TranscriptionResult) -> UsageDuration:
     return UsageDuration(seconds=result.duration)
 
 
+def logprobs_out(segments: list[Segment]) -> list[dict]:
+    """OpenAI's ``logprobs`` list: one entry per text token, in order."""
+    return [
+        LogprobOut(token=token, bytes=list(token.encode("utf-8")), logprob=logprob).model_dump()
+        for segment in segments
+        for token, logprob in (segment.logprobs or [])
+    ]
+
+
 def to_json(result: TranscriptionResult) -> dict:
-    return TranscriptionJson(text=result.text, usage=_usage(result)).model_dump()
+    body = TranscriptionJson(text=result.text, usage=_usage(result)).model_dump(exclude={"logprobs"})
+    if result.logprobs:
+        body = {"text": body["text"], "logprobs": logprobs_out(result.segments), "usage": body["usage"]}
+    return body
 
 
 def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> dict:
@@ -93,6 +112,7 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
                 compression_ratio=s.compression_ratio,
                 no_speech_prob=s.no_speech_prob,
                 speaker=s.speaker if with_speaker else None,
+                overlap=s.overlap if result.overlap else None,
             )
             for s in result.segments
         ]
@@ -103,6 +123,7 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
                 start=w.start,
                 end=w.end,
                 speaker=w.speaker if with_speaker else None,
+                overlap=w.overlap if result.overlap else None,
             )
             for s in result.segments
             for w in s.words
@@ -116,8 +137,12 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
         words=words,
         usage=_usage(result),
     )
-    exclude = {"segments": {"__all__": {"speaker"}}, "words": {"__all__": {"speaker"}}}
-    return body.model_dump(exclude=None if with_speaker else exclude, exclude_none=False)
+    hidden = {name for name, shown in (("speaker", with_speaker), ("overlap", result.overlap)) if not shown}
+    exclude = {"segments": {"__all__": hidden}, "words": {"__all__": hidden}} if hidden else None
+    if result.task == "translate":  # OpenAI's TranslationVerbose: the output language, no words
+        body.language = "english"
+        exclude = {**(exclude or {}), "words": True}
+    return body.model_dump(exclude=exclude, exclude_none=False)
 
 
 def to_diarized_json(result: TranscriptionResult) -> dict:
@@ -131,11 +156,12 @@ def to_diarized_json(result: TranscriptionResult) -> dict:
                 end=s.end,
                 text=s.text.strip(),
                 speaker=s.speaker or "A",
+                overlap=s.overlap if result.overlap else None,
             )
             for s in result.segments
         ],
         usage=_usage(result),
-    ).model_dump()
+    ).model_dump(exclude=None if result.overlap else {"segments": {"__all__": {"overlap"}}})
 
 
 def _cue_text(segment: Segment, diarized: bool, voice_span: bool) -> str:

@@ -8,6 +8,7 @@ separation, speaker counts), each a plain multipart form field.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -16,11 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from speakerscribe.errors import InvalidRequestError
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
+TranslationFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["segment", "word"]
+Include = Literal["logprobs"]
 WHISPER_1 = "whisper-1"
 """OpenAI's model name, accepted as an alias of the default model."""
 
-LIST_FIELDS = ("timestamp_granularities",)
+LIST_FIELDS = ("timestamp_granularities", "include", "known_speaker_names", "known_speaker_references")
+"""Form fields that repeat (``include[]=…``); the others take their last value."""
 
 
 def known_language(value: str | None) -> str | None:
@@ -35,6 +39,43 @@ def known_language(value: str | None) -> str | None:
 
 def blank_is_none(value: str | None) -> str | None:
     return value if value and value.strip() else None
+
+
+class ServerVadChunking(BaseModel):
+    """``chunking_strategy={"type": "server_vad", …}``: cut at the end of each utterance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["server_vad"]
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="speech probability to open speech")
+    prefix_padding_ms: int = Field(300, ge=0, le=10_000, description="audio kept around speech")
+    silence_duration_ms: int = Field(200, ge=0, le=60_000, description="silence that ends an utterance")
+
+
+ChunkingStrategy = Literal["auto"] | ServerVadChunking
+
+
+def parse_chunking_strategy(value: Any) -> Any:
+    """``"auto"``, a server_vad object, or that object as JSON text (form fields are strings)."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON: {error.msg}") from None
+    if value is None or isinstance(value, ServerVadChunking):
+        return value
+    if isinstance(value, str):
+        if value.strip() == "auto":
+            return "auto"
+        raise ValueError(f"must be 'auto' or a server_vad object, not {value!r}")
+    if isinstance(value, dict):
+        try:
+            return ServerVadChunking.model_validate(value)
+        except ValidationError as error:
+            item = error.errors()[0]
+            where = ".".join(str(part) for part in item["loc"])
+            raise ValueError(f"{where}: {item['msg']}") from None
+    raise ValueError("must be 'auto' or a server_vad object")
 
 
 class TranscriptionRequest(BaseModel):
@@ -55,6 +96,54 @@ class TranscriptionRequest(BaseModel):
     num_speakers: int | None = Field(None, ge=1)
     min_speakers: int | None = Field(None, ge=1)
     max_speakers: int | None = Field(None, ge=1)
+    include: list[Include] = Field(default_factory=list)
+    chunking_strategy: ChunkingStrategy | None = None
+    known_speaker_names: list[str] = Field(default_factory=list)
+    known_speaker_references: list[str] = Field(
+        default_factory=list, description="audio data URLs (data:audio/wav;base64,…), 2 to 10 s each"
+    )
+    enable_overlap_detection: bool = Field(
+        False, description="flag words and segments where two speakers talk at once"
+    )
+
+    @field_validator("chunking_strategy", mode="before")
+    @classmethod
+    def _parse_chunking(cls, value: Any) -> Any:
+        return parse_chunking_strategy(value)
+
+    @field_validator("known_speaker_names")
+    @classmethod
+    def _speaker_names(cls, names: list[str]) -> list[str]:
+        names = [name.strip() for name in names]
+        if any(not name for name in names):
+            raise ValueError("speaker names must not be empty")
+        if len(set(names)) != len(names):
+            raise ValueError("speaker names must be unique")
+        return names
+
+    @model_validator(mode="after")
+    def _known_speakers_pair_up(self) -> "TranscriptionRequest":
+        names, references = self.known_speaker_names, self.known_speaker_references
+        if len(names) != len(references):
+            raise InvalidRequestError(
+                f"known_speaker_names has {len(names)} entries but known_speaker_references "
+                f"has {len(references)}; give one reference per name",
+                param="known_speaker_references",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _logprobs_need_json(self) -> "TranscriptionRequest":
+        if "logprobs" in self.include and self.response_format != "json":
+            raise InvalidRequestError(
+                f"include[]=logprobs needs response_format json, not {self.response_format!r}",
+                param="include",
+            )
+        return self
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return "logprobs" in self.include
 
     @field_validator("language")
     @classmethod
@@ -75,7 +164,9 @@ class TranscriptionRequest(BaseModel):
         return self
 
     def wants_diarization(self, default: bool) -> bool:
-        if self.response_format == "diarized_json":
+        if self.response_format == "diarized_json" or self.known_speaker_names:
+            return True
+        if self.enable_overlap_detection:
             return True
         if self.enable_speaker_diarization is None:
             return default
@@ -87,6 +178,45 @@ class TranscriptionRequest(BaseModel):
     @classmethod
     def from_form(cls, fields: dict[str, Any]) -> "TranscriptionRequest":
         """Validate form fields; raise InvalidRequestError naming the first bad field."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as error:
+            raise request_error(error) from None
+
+
+class TranslationRequest(BaseModel):
+    """The form of ``POST /v1/audio/translations`` minus the file: speech in any language
+    to English text. Speaker labels are off unless asked for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+    prompt: str | None = None
+    response_format: TranslationFormat = "json"
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
+    chunking_strategy: ChunkingStrategy | None = None
+    enable_speaker_diarization: bool = False
+    enable_vocal_separation: bool = False
+    num_speakers: int | None = Field(None, ge=1)
+    min_speakers: int | None = Field(None, ge=1)
+    max_speakers: int | None = Field(None, ge=1)
+
+    @field_validator("chunking_strategy", mode="before")
+    @classmethod
+    def _parse_chunking(cls, value: Any) -> Any:
+        return parse_chunking_strategy(value)
+
+    @field_validator("prompt", "model")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return blank_is_none(value)
+
+    def as_transcription(self) -> TranscriptionRequest:
+        """The same work as a transcription request; the service runs it with task=translate."""
+        return TranscriptionRequest.from_form(self.model_dump())
+
+    @classmethod
+    def from_form(cls, fields: dict[str, Any]) -> "TranslationRequest":
         try:
             return cls.model_validate(fields)
         except ValidationError as error:
@@ -114,8 +244,15 @@ class UsageDuration(BaseModel):
     seconds: float
 
 
+class LogprobOut(BaseModel):
+    token: str
+    bytes: list[int]
+    logprob: float
+
+
 class TranscriptionJson(BaseModel):
     text: str
+    logprobs: list[LogprobOut] | None = None
     usage: UsageDuration
 
 
@@ -124,6 +261,7 @@ class WordOut(BaseModel):
     start: float
     end: float
     speaker: str | None = None
+    overlap: bool | None = None
 
 
 class SegmentOut(BaseModel):
@@ -138,6 +276,7 @@ class SegmentOut(BaseModel):
     compression_ratio: float
     no_speech_prob: float
     speaker: str | None = None
+    overlap: bool | None = None
 
 
 class TranscriptionVerboseJson(BaseModel):
@@ -157,6 +296,7 @@ class DiarizedSegmentOut(BaseModel):
     end: float
     text: str
     speaker: str
+    overlap: bool | None = None
 
 
 class TranscriptionDiarizedJson(BaseModel):

@@ -19,18 +19,20 @@ import numpy as np
 
 from speakerscribe.alignment import attribute_speakers, merge_channels
 from speakerscribe.audio import decode_audio_bytes, decode_audio_channels, duration_s
-from speakerscribe.chunking import Piece, split_audio, stitch
+from speakerscribe.chunking import Piece, split_audio, split_utterances, stitch
 from speakerscribe.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     OverloadedError,
     StageTimeoutError,
 )
-from speakerscribe.formats import TranscriptionResult
-from speakerscribe.protocol import WHISPER_1, TranscriptionRequest
+from speakerscribe.formats import TranscriptionResult, logprobs_out
+from speakerscribe.overlap import flag_overlaps
+from speakerscribe.protocol import WHISPER_1, ServerVadChunking, TranscriptionRequest
 from speakerscribe.settings import Settings
+from speakerscribe.speakers import decode_reference
 from speakerscribe.transcription import DecodeOptions
-from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn
+from speakerscribe.types import SAMPLE_RATE, Diarization, DiarizationOptions, Segment
 
 
 class Stages(Protocol):
@@ -42,13 +44,17 @@ class Stages(Protocol):
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]: ...
 
-    async def diarize(
-        self,
-        audio: np.ndarray,
-        num_speakers: int | None,
-        min_speakers: int | None,
-        max_speakers: int | None,
-    ) -> list[SpeakerTurn]: ...
+    async def diarize(self, audio: np.ndarray, options: DiarizationOptions) -> Diarization: ...
+
+
+class Progress(Protocol):
+    """Told the current stage and the fraction of the audio transcribed so far (jobs)."""
+
+    def __call__(self, stage: str, fraction: float) -> None: ...
+
+
+def _no_progress(stage: str, fraction: float) -> None:
+    pass
 
 
 class StageClock:
@@ -81,6 +87,18 @@ class PreparedAudio:
     options: DecodeOptions
     diarize: bool
     clock: StageClock
+    diarization: DiarizationOptions
+    progress: Progress = _no_progress
+    pieces_in_flight: asyncio.Semaphore | None = None
+    transcribed_s: float = 0.0
+
+    @property
+    def planned_s(self) -> float:
+        return sum(p.duration_s for plan in self.plans for p in plan) or 1.0
+
+    def piece_done(self, piece: Piece) -> None:
+        self.transcribed_s += piece.duration_s
+        self.progress("transcription", min(self.transcribed_s / self.planned_s, 1.0))
 
     @property
     def runs_diarizer(self) -> bool:
@@ -115,23 +133,51 @@ class TranscriptionService:
                     f"{name} must be at most {limit} (the server's max_speakers_limit)", param=name
                 )
 
+    def check_known_speakers(self, request: TranscriptionRequest) -> None:
+        limit = self.settings.max_known_speakers
+        if len(request.known_speaker_names) > limit:
+            raise InvalidRequestError(
+                f"at most {limit} known speakers per request (the server's max_known_speakers)",
+                param="known_speaker_names",
+            )
+        if request.known_speaker_names and request.multichannel:
+            raise InvalidRequestError(
+                "known speakers name diarized speakers; multichannel audio is not diarized",
+                param="known_speaker_names",
+            )
+
     async def prepare(
-        self, data: bytes, request: TranscriptionRequest, task: str = "transcribe"
+        self,
+        data: bytes,
+        request: TranscriptionRequest,
+        task: str = "transcribe",
+        progress: Progress = _no_progress,
+        pieces_in_flight: int | None = None,
     ) -> "PreparedAudio":
         """Everything that can fail on bad input: validate, decode, separate, chunk.
 
         Streaming answers call this before sending headers, so bad input still gets a 4xx.
+        ``pieces_in_flight`` caps the pieces at the Transcriber at once (background jobs).
         """
         model = self.resolve_model(request.model)
         self.check_speaker_limits(request)
+        self.check_known_speakers(request)
+        references = {
+            name: await asyncio.to_thread(decode_reference, url, index)
+            for index, (name, url) in enumerate(
+                zip(request.known_speaker_names, request.known_speaker_references)
+            )
+        }
         clock = StageClock()
         limit = self.settings.max_audio_duration_s
+        progress("decoding", 0.0)
         with clock.measure("decode"):
             if request.multichannel:
                 tracks = await asyncio.to_thread(decode_audio_channels, data, max_duration_s=limit)
             else:
                 tracks = [await asyncio.to_thread(decode_audio_bytes, data, max_duration_s=limit)]
         if request.enable_vocal_separation:
+            progress("separation", 0.0)
             with clock.measure("separation"):
                 tracks = list(
                     await self._within(
@@ -143,7 +189,11 @@ class TranscriptionService:
         diarize = request.wants_diarization(self.settings.enable_speaker_diarization)
         with clock.measure("chunking"):
             plans = [
-                [p for p in await asyncio.to_thread(self._plan, track) if p.has_speech]
+                [
+                    p
+                    for p in await asyncio.to_thread(self._plan, track, request.chunking_strategy)
+                    if p.has_speech
+                ]
                 for track in tracks
             ]
         options = DecodeOptions(
@@ -154,25 +204,50 @@ class TranscriptionService:
             temperature=request.temperature,
             word_timestamps=diarize or request.wants_words(),
             beam_size=self.settings.beam_size,
+            logprobs=request.wants_logprobs,
         )
-        return PreparedAudio(request, tracks, plans, options, diarize, clock)
+        diarization = DiarizationOptions(
+            num_speakers=request.num_speakers,
+            min_speakers=request.min_speakers,
+            max_speakers=request.max_speakers,
+            known_speakers=references,
+            detect_overlap=request.enable_overlap_detection,
+        )
+        progress("transcription", 0.0)
+        return PreparedAudio(
+            request,
+            tracks,
+            plans,
+            options,
+            diarize,
+            clock,
+            diarization,
+            progress,
+            asyncio.Semaphore(pieces_in_flight) if pieces_in_flight else None,
+        )
 
     async def transcribe(
-        self, data: bytes, request: TranscriptionRequest, task: str = "transcribe"
+        self,
+        data: bytes,
+        request: TranscriptionRequest,
+        task: str = "transcribe",
+        progress: Progress = _no_progress,
+        pieces_in_flight: int | None = None,
     ) -> TranscriptionResult:
         """Decode once; per track (the mix, or each channel): separate, chunk, transcribe.
 
         The diarizer runs on the whole mix concurrently with transcription; with
         ``multichannel`` each channel is its own speaker and no diarizer is needed.
         """
-        prepared = await self.prepare(data, request, task)
+        prepared = await self.prepare(data, request, task, progress, pieces_in_flight)
         if prepared.runs_diarizer:
-            track_segments, turns = await asyncio.gather(
+            track_segments, diarization = await asyncio.gather(
                 self._transcribe_tracks(prepared), self._diarize(prepared)
             )
         else:
-            track_segments, turns = await self._transcribe_tracks(prepared), []
-        return self._finish(prepared, track_segments, turns)
+            track_segments, diarization = await self._transcribe_tracks(prepared), Diarization([])
+        progress("merge", 1.0)
+        return self._finish(prepared, track_segments, diarization)
 
     async def stream_events(self, prepared: "PreparedAudio") -> AsyncIterator[dict]:
         """OpenAI's transcription stream: text deltas in audio order as pieces finish,
@@ -202,12 +277,15 @@ class TranscriptionService:
                         delta = delta.lstrip()
                     if delta:
                         deltas.append(delta)
-                        yield {"type": "transcript.text.delta", "delta": delta}
-                turns = await diarization if diarization else []
+                        event = {"type": "transcript.text.delta", "delta": delta}
+                        if prepared.options.logprobs:
+                            event["logprobs"] = logprobs_out(segments)
+                        yield event
+                diarized = await diarization if diarization else Diarization([])
             finally:
                 for pending in [*tasks, *([diarization] if diarization else [])]:
                     pending.cancel()
-            result = self._finish(prepared, [stitch(pieces, results)], turns)
+            result = self._finish(prepared, [stitch(pieces, results)], diarized)
         if result.diarized:
             for segment in result.segments:
                 yield {
@@ -235,7 +313,7 @@ class TranscriptionService:
                     "transcription",
                     asyncio.gather(
                         *[
-                            self._transcribe_track(t, plan, prepared.options)
+                            self._transcribe_track(t, plan, prepared)
                             for t, plan in zip(prepared.tracks, prepared.plans)
                         ]
                     ),
@@ -243,28 +321,28 @@ class TranscriptionService:
                 )
             )
 
-    async def _diarize(self, prepared: "PreparedAudio") -> list[SpeakerTurn]:
-        request = prepared.request
+    async def _diarize(self, prepared: "PreparedAudio") -> Diarization:
         with prepared.clock.measure("diarization"):
             return await self._within(
                 "diarization",
-                self.stages.diarize(
-                    prepared.tracks[0], request.num_speakers, request.min_speakers, request.max_speakers
-                ),
+                self.stages.diarize(prepared.tracks[0], prepared.diarization),
                 prepared.tracks[0].shape[0],
             )
 
     def _finish(
-        self, prepared: "PreparedAudio", track_segments: list[list[Segment]], turns: list[SpeakerTurn]
+        self, prepared: "PreparedAudio", track_segments: list[list[Segment]], diarization: Diarization
     ) -> TranscriptionResult:
         multichannel = prepared.request.multichannel
         with prepared.clock.measure("merge"):
             if multichannel:
                 segments = merge_channels(track_segments)
             elif prepared.runs_diarizer:
-                segments = attribute_speakers(track_segments[0], turns)
+                names = set(prepared.diarization.known_speakers)
+                segments = attribute_speakers(track_segments[0], diarization.turns, keep=names)
             else:
                 segments = track_segments[0]
+            if prepared.diarization.detect_overlap:
+                flag_overlaps(segments, diarization.overlaps)
         return TranscriptionResult(
             duration=duration_s(prepared.tracks[0]),
             language=prepared.options.language or "en",
@@ -272,9 +350,22 @@ class TranscriptionService:
             task=prepared.options.task,
             diarized=prepared.diarize or multichannel,
             stage_seconds=prepared.clock.seconds,
+            logprobs=prepared.options.logprobs,
+            overlap=prepared.diarization.detect_overlap,
+            identified=diarization.identified,
         )
 
-    def _plan(self, audio: np.ndarray) -> list[Piece]:
+    def _plan(self, audio: np.ndarray, strategy: "ServerVadChunking | str | None" = None) -> list[Piece]:
+        """Default and ``auto``: ≤ 30 s pieces cut at pauses, tiling the audio;
+        ``server_vad``: one piece per utterance, with the client's VAD settings."""
+        if isinstance(strategy, ServerVadChunking):
+            return split_utterances(
+                audio,
+                threshold=strategy.threshold,
+                prefix_padding_ms=strategy.prefix_padding_ms,
+                silence_duration_ms=strategy.silence_duration_ms,
+                max_piece_s=self.settings.max_piece_s,
+            )
         return split_audio(
             audio, max_piece_s=self.settings.max_piece_s, search_window_s=self.settings.cut_search_window_s
         )
@@ -299,13 +390,22 @@ class TranscriptionService:
         return "en"
 
     async def _transcribe_track(
-        self, audio: np.ndarray, pieces: list[Piece], options: DecodeOptions
+        self, audio: np.ndarray, pieces: list[Piece], prepared: "PreparedAudio"
     ) -> list[Segment]:
         """All pieces of one track go to the Transcriber at once, so they can share batches."""
-        results = await asyncio.gather(
-            *[self.stages.transcribe(audio[p.start : p.end], options) for p in pieces]
-        )
+        results = await asyncio.gather(*[self._transcribe_piece(audio, p, prepared) for p in pieces])
         return stitch(pieces, list(results))
+
+    async def _transcribe_piece(
+        self, audio: np.ndarray, piece: Piece, prepared: "PreparedAudio"
+    ) -> list[Segment]:
+        if prepared.pieces_in_flight is None:
+            segments = await self.stages.transcribe(audio[piece.start : piece.end], prepared.options)
+        else:
+            async with prepared.pieces_in_flight:
+                segments = await self.stages.transcribe(audio[piece.start : piece.end], prepared.options)
+        prepared.piece_done(piece)
+        return segments
 
     def _budget(self, num_samples: int) -> float:
         """A stage's deadline grows with the audio: long files are slow, not stuck."""

@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     hf_token: str | None = Field(None, description="Hugging Face token for gated pyannote ids.")
     diarization_device: Device = "auto"
     max_speakers_limit: int = Field(20, ge=1, le=100, description="largest speaker count accepted")
+    known_speaker_threshold: float = Field(
+        0.75,
+        ge=-1.0,
+        le=1.0,
+        description="cosine similarity a diarized speaker needs to take an enrolled name "
+        "(known_speaker_references); the embedded voice model scores the same person about "
+        "0.85 and different people about 0.55",
+    )
+    max_known_speakers: int = Field(4, ge=0, le=32, description="enrolled references per request")
 
     # --- vocal separation ---
     separation_model: str = Field(
@@ -94,6 +103,25 @@ class Settings(BaseSettings):
     )
     stage_timeout_per_audio_s: float = Field(
         1.0, ge=0, description="seconds added to a stage's deadline per second of audio"
+    )
+
+    # --- jobs (long files, in the background) ---
+    job_ttl_s: float = Field(
+        24 * 3600.0, gt=0, description="a finished job and its result are kept this long"
+    )
+    max_jobs: int = Field(
+        64, ge=1, description="jobs kept at once (queued, running or finished but not expired)"
+    )
+    job_pieces_in_flight: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="pieces one job keeps at the Transcriber at a time: jobs share batches with "
+        "live requests instead of flooding the queue, and a cancelled job stops within one batch",
+    )
+    jobs_per_runner: int = Field(2, ge=1, le=64, description="jobs one JobRunner replica runs at once")
+    job_webhooks: bool = Field(
+        True, description="allow jobs to POST their final status to a client's webhook_url"
     )
 
     # --- access ---

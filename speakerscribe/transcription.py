@@ -11,6 +11,7 @@ gives the same answer whatever else shares its batch.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +58,7 @@ class DecodeOptions:
     temperature: float = 0.0
     word_timestamps: bool = True
     beam_size: int = 5
+    logprobs: bool = False
 
 
 @dataclass(slots=True)
@@ -219,9 +221,39 @@ class BatchTranscriber:
                     fw_options.append_punctuations,
                     0.0,
                 )
-            yield PieceTranscript(
-                segments=self._to_segments(raw, output, options, duration), language=language
-            )
+            segments = self._to_segments(raw, output, options, duration)
+            if options.logprobs and segments:
+                self._add_logprobs(segments, tokenizer, _slice_batch(encoder_output, index), segment_size)
+            yield PieceTranscript(segments=segments, language=language)
+
+    def _add_logprobs(
+        self,
+        segments: list[Segment],
+        tokenizer: Tokenizer,
+        encoder_output: ctranslate2.StorageView,
+        num_frames: int,
+    ) -> None:
+        """Each text token's log probability given the audio and the tokens before it.
+
+        One teacher-forced decoder pass (CTranslate2's ``align``, which word timestamps
+        use too) over the piece's final text, so the figures are those of the tokens
+        returned, whatever beam search explored on the way.
+        """
+        per_segment = [[t for t in s.tokens if t < tokenizer.eot] for s in segments]
+        text_tokens = [t for tokens in per_segment for t in tokens]
+        if not text_tokens:
+            for segment in segments:
+                segment.logprobs = []
+            return
+        (alignment,) = self.model.model.align(
+            encoder_output, tokenizer.sot_sequence, [text_tokens], [num_frames]
+        )
+        probabilities = iter(alignment.text_token_probs)
+        for segment, tokens in zip(segments, per_segment):
+            segment.logprobs = [
+                (tokenizer.decode([token]), math.log(max(next(probabilities), 1e-12)))
+                for token in tokens
+            ]
 
     def _fw_options(self, tokenizer: Tokenizer, options: DecodeOptions) -> TranscriptionOptions:
         return TranscriptionOptions(

@@ -71,13 +71,15 @@ def test_killed_transcriber_replica(app_named, testdata):
 def test_overload_gets_503_with_retry_after(app_named, testdata):
     from deployments.diarizer import Diarizer
     from deployments.ingress import SpeechIngress
+    from deployments.jobs import JobRunner
     from deployments.separator import VocalSeparator
     from deployments.transcriber import Transcriber
     from speakerscribe.settings import load_settings
 
     settings = load_settings(enable_speaker_diarization=False)
+    stages = (VocalSeparator.bind(settings), Transcriber.bind(settings), Diarizer.bind(settings))
     tight = SpeechIngress.options(max_ongoing_requests=1, max_queued_requests=1).bind(
-        settings, VocalSeparator.bind(settings), Transcriber.bind(settings), Diarizer.bind(settings)
+        settings, *stages, JobRunner.bind(settings, *stages)
     )
     base = app_named("tight", tight)
     sample = (testdata / "pyannote/sample.wav").read_bytes()

@@ -14,7 +14,7 @@ from speakerscribe.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ["serve_config.yaml", "serve_config.cpu.yaml"]
-STAGES = {"SpeechIngress", "VocalSeparator", "Transcriber", "Diarizer"}
+STAGES = {"SpeechIngress", "VocalSeparator", "Transcriber", "Diarizer", "JobRunner"}
 # What we set per deployment on top of `serve build`'s output.
 OVERRIDES = {
     "autoscaling_config",
@@ -50,12 +50,15 @@ def test_config_is_valid_for_ray_and_its_args_are_valid_settings(name):
 def test_production_config_autoscales_every_stage_on_fractional_gpus():
     stages = deployments(load("serve_config.yaml"))
     for name, deployment in stages.items():
+        if name == "JobRunner":  # takes no requests to scale on: jobs come from its table
+            assert deployment["num_replicas"] >= 2
+            continue
         scaling = deployment["autoscaling_config"]
         assert 1 <= scaling["min_replicas"] <= scaling["max_replicas"], name
         assert scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"], name
         assert "max_queued_requests" in deployment, name
     gpus = {name: d["ray_actor_options"].get("num_gpus", 0) for name, d in stages.items()}
-    assert gpus == {"SpeechIngress": 0, "VocalSeparator": 0.5, "Transcriber": 0.5, "Diarizer": 0.25}
+    assert gpus == {"SpeechIngress": 0, "VocalSeparator": 0.5, "Transcriber": 0.5, "Diarizer": 0.25, "JobRunner": 0}
     # batches can fill: a replica takes at least two batches' worth of pieces
     transcriber = stages["Transcriber"]
     assert transcriber["max_ongoing_requests"] >= 2 * transcriber["user_config"]["max_batch_size"]

@@ -11,7 +11,7 @@ from speakerscribe.errors import ModelNotFoundError
 from speakerscribe.protocol import TranscriptionRequest
 from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import load_settings
-from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn, Word
+from speakerscribe.types import SAMPLE_RATE, Diarization, Segment, SpeakerTurn, Word
 
 
 class FakeStages:
@@ -38,10 +38,14 @@ class FakeStages:
         words = [Word(" w", middle - 0.1, middle + 0.1)] if options.word_timestamps else []
         return [Segment(0, 0, middle - 0.1, middle + 0.1, " w", words=words)]
 
-    async def diarize(self, audio, num_speakers, min_speakers, max_speakers):
+    async def diarize(self, audio, options):
         self.diarized += 1
+        self.diarization_options = options
         end = audio.shape[0] / SAMPLE_RATE
-        return [SpeakerTurn(0.0, 20.0, "s1"), SpeakerTurn(20.0, end, "s2")]
+        first = next(iter(options.known_speakers), "s1")  # an enrolled name takes the first voice
+        turns = [SpeakerTurn(0.0, 20.0, first), SpeakerTurn(20.0, end, "s2")]
+        overlaps = [(0.0, 20.0)] if options.detect_overlap else []
+        return Diarization(turns, overlaps, {first: 0.9} if options.known_speakers else {})
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
@@ -159,3 +163,117 @@ def test_a_stuck_stage_is_a_504_and_a_lost_replica_a_503(long_speech):
     with pytest.raises(OverloadedError) as raised:
         run(TranscriptionService(load_settings(), DyingTranscriber()).transcribe(long_speech, TranscriptionRequest()))
     assert raised.value.status_code == 503 and raised.value.code == "replica_failed"
+
+
+def data_url(audio: np.ndarray) -> str:
+    import base64
+
+    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio)).decode()
+
+
+def test_known_speakers_keep_their_names_and_others_get_letters(long_speech, testdata):
+    from speakerscribe.audio import decode_audio_bytes
+
+    clip = decode_audio_bytes((testdata / "speechbrain/spk1_snt1.wav").read_bytes())
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+    request = TranscriptionRequest.from_form(
+        {"known_speaker_names": ["agent"], "known_speaker_references": [data_url(clip)]}
+    )
+    result = run(service.transcribe(long_speech, request))
+    assert list(stages.diarization_options.known_speakers) == ["agent"]
+    assert stages.diarization_options.known_speakers["agent"].shape[0] == clip.shape[0]
+    assert [s.speaker for s in result.segments][:1] == ["agent"]
+    assert {s.speaker for s in result.segments} == {"agent", "A"}
+    assert result.identified == {"agent": 0.9}
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("https://example.com/a.wav", "data URL"),
+        ("data:audio/wav;base64,@@@", "base64"),
+        ("data:text/plain;base64,aGVsbG8=", "not audio"),
+        ("data:audio/wav;base64,aGVsbG8=", "could not decode"),
+        ("short", "data URL"),
+    ],
+)
+def test_bad_reference_clips_are_400s_that_name_the_reference(long_speech, reference, message):
+    from speakerscribe.errors import InvalidRequestError
+
+    service = TranscriptionService(load_settings(), FakeStages())
+    request = TranscriptionRequest.from_form(
+        {"known_speaker_names": ["a"], "known_speaker_references": [reference]}
+    )
+    with pytest.raises(InvalidRequestError, match=message) as raised:
+        run(service.transcribe(long_speech, request))
+    assert raised.value.status_code == 400 and raised.value.param == "known_speaker_references[0]"
+
+
+@pytest.mark.parametrize("seconds", [1.0, 12.0])
+def test_reference_clips_outside_2_to_10_s_are_refused(long_speech, seconds):
+    from speakerscribe.errors import InvalidRequestError
+
+    clip = np.random.default_rng(0).normal(0, 0.1, int(seconds * SAMPLE_RATE)).astype(np.float32)
+    service = TranscriptionService(load_settings(), FakeStages())
+    request = TranscriptionRequest.from_form(
+        {"known_speaker_names": ["a"], "known_speaker_references": [data_url(clip)]}
+    )
+    with pytest.raises(InvalidRequestError, match="2 to 10 s"):
+        run(service.transcribe(long_speech, request))
+
+
+def test_more_known_speakers_than_the_setting_allows_is_a_400(long_speech):
+    from speakerscribe.errors import InvalidRequestError
+
+    service = TranscriptionService(load_settings(max_known_speakers=1), FakeStages())
+    request = TranscriptionRequest.from_form(
+        {"known_speaker_names": ["a", "b"], "known_speaker_references": ["x", "y"]}
+    )
+    with pytest.raises(InvalidRequestError, match="at most 1 known"):
+        run(service.transcribe(long_speech, request))
+
+
+def test_overlap_flags_reach_words_and_segments(long_speech):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+    result = run(service.transcribe(long_speech, TranscriptionRequest(enable_overlap_detection=True)))
+    assert stages.diarization_options.detect_overlap and result.overlap
+    flagged = [w for s in result.segments for w in s.words if w.overlap]
+    assert flagged and all(w.start <= 20.1 for w in flagged)
+    assert any(not w.overlap for s in result.segments for w in s.words)
+    assert all(s.overlap == any(w.overlap for w in s.words) for s in result.segments)
+
+
+def test_server_vad_chunking_sends_one_piece_per_utterance(long_speech):
+    default, vad = FakeStages(), FakeStages()
+    run(TranscriptionService(load_settings(), default).transcribe(long_speech, TranscriptionRequest()))
+    request = TranscriptionRequest.from_form(
+        {"chunking_strategy": {"type": "server_vad", "silence_duration_ms": "200"}}
+    )
+    run(TranscriptionService(load_settings(), vad).transcribe(long_speech, request))
+    assert len(vad.pieces) > len(default.pieces)  # utterances, not ≤ 30 s stretches
+    assert sum(vad.pieces) < sum(default.pieces)  # the silence between them is not sent
+
+
+def test_progress_rises_and_pieces_in_flight_are_capped(long_speech):
+    class CountingStages(FakeStages):
+        in_flight = peak = 0
+
+        async def transcribe(self, piece, options):
+            CountingStages.in_flight += 1
+            CountingStages.peak = max(CountingStages.peak, CountingStages.in_flight)
+            await asyncio.sleep(0.01)
+            CountingStages.in_flight -= 1
+            return await super().transcribe(piece, options)
+
+    seen: list[tuple[str, float]] = []
+    service = TranscriptionService(load_settings(), CountingStages())
+    request = TranscriptionRequest.from_form(
+        {"chunking_strategy": {"type": "server_vad"}, "enable_speaker_diarization": "false"}
+    )
+    run(service.transcribe(long_speech, request, progress=lambda *a: seen.append(a), pieces_in_flight=1))
+    assert CountingStages.peak == 1
+    fractions = [f for stage, f in seen if stage == "transcription"]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert seen[0][0] == "decoding" and seen[-1] == ("merge", 1.0)

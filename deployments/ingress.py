@@ -63,7 +63,7 @@ api = FastAPI(
 api.mount("/ui", StaticFiles(directory=Path(speakerscribe.__file__).parent / "static", html=True))
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 415, 500, 503, 504)
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 415, 429, 500, 503, 504)
 }
 
 

@@ -70,6 +70,14 @@ class ModelNotFoundError(InvalidRequestError):
     code = "model_not_found"
 
 
+class RateLimitError(SpeechServerError):
+    """The client holds more of something (jobs) than the server keeps for it."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
 class OverloadedError(SpeechServerError):
     status_code = 503
     error_type = "server_error"

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from speakerscribe.errors import InvalidRequestError, OverloadedError, SpeechServerError
+from speakerscribe.errors import InvalidRequestError, RateLimitError, SpeechServerError
 
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -107,8 +107,8 @@ class JobTable:
     ) -> dict[str, Any]:
         self.expire()
         if len(self._entries) >= self.max_jobs:
-            raise OverloadedError(
-                f"{self.max_jobs} jobs are kept already; fetch or delete finished ones, or retry later",
+            raise RateLimitError(
+                f"{self.max_jobs} jobs are kept already; delete finished ones or wait for them to expire",
                 code="too_many_jobs",
             )
         job = Job(

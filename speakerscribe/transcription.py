@@ -41,6 +41,10 @@ Task = Literal["transcribe", "translate"]
 # Whisper's own rule for dropping a segment as silence (openai/whisper transcribe.py).
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
+MAX_PASSES = 4
+"""Decoding passes per piece: the first, then up to three continuations of an early stop."""
+MIN_TAIL_S = 1.0
+"""A shorter tail left after Whisper stopped is not decoded again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,13 @@ class BatchTranscriber:
         return results
 
     def _transcribe_batch(self, pieces: list[np.ndarray], options: DecodeOptions):
+        """Decode pieces together; where Whisper stops before a piece's end, go on from there.
+
+        Whisper often closes a 30 s window early ("… <|13.00|><|13.00|>" on a 24 s piece of
+        meeting audio) and sequential faster-whisper then seeks to that timestamp and
+        decodes again. A single batched pass would drop the rest of the piece, so the
+        unfinished tails are decoded again, batched together, up to ``MAX_PASSES`` times.
+        """
         language = options.language or ("en" if not self.is_multilingual else None)
         if language is None:
             raise InvalidRequestError("language must be resolved before decoding", param="language")
@@ -182,17 +193,49 @@ class BatchTranscriber:
             language=language,
         )
         fw_options = self._fw_options(tokenizer, options)
+        found: list[list[Segment]] = [[] for _ in pieces]
+        active = [(index, 0) for index in range(len(pieces))]  # (piece, first sample left)
+        for _ in range(MAX_PASSES):
+            if not active:
+                break
+            windows = [pieces[index][begin:] for index, begin in active]
+            decoded = self._decode_windows(windows, tokenizer, fw_options, options)
+            still = []
+            for (index, begin), (segments, seek_s) in zip(active, decoded):
+                offset = begin / SAMPLE_RATE
+                for segment in segments:
+                    _shift_segment(segment, offset)
+                found[index].extend(segments)
+                following = begin + int(round(seek_s * SAMPLE_RATE))
+                left = pieces[index].shape[0] - following
+                if segments and following > begin and left >= MIN_TAIL_S * SAMPLE_RATE:
+                    still.append((index, following))
+            active = still
+        for segments in found:
+            for number, segment in enumerate(segments):
+                segment.id = number
+            yield PieceTranscript(segments=segments, language=language)
+
+    def _decode_windows(
+        self,
+        windows: list[np.ndarray],
+        tokenizer: Tokenizer,
+        fw_options: TranscriptionOptions,
+        options: DecodeOptions,
+    ) -> list[tuple[list[Segment], float]]:
+        """One batched pass: each window's segments (window times) and where it stopped (s)."""
         features = np.stack(
-            [pad_or_trim(self.model.feature_extractor(piece)[..., :-1]) for piece in pieces]
+            [pad_or_trim(self.model.feature_extractor(window)[..., :-1]) for window in windows]
         )
         encoder_output, outputs = self._pipeline.generate_segment_batched(
             features, tokenizer, fw_options
         )
         frames_per_second = self.model.frames_per_second
-        for index, (piece, output) in enumerate(zip(pieces, outputs)):
-            duration = piece.shape[0] / SAMPLE_RATE
+        decoded = []
+        for index, (window, output) in enumerate(zip(windows, outputs)):
+            duration = window.shape[0] / SAMPLE_RATE
             segment_size = int(np.ceil(duration) * frames_per_second)
-            subsegments, _, _ = self.model._split_segments_by_timestamps(
+            subsegments, seek, _ = self.model._split_segments_by_timestamps(
                 tokenizer=tokenizer,
                 tokens=output["tokens"],
                 time_offset=0.0,
@@ -224,7 +267,8 @@ class BatchTranscriber:
             segments = self._to_segments(raw, output, options, duration)
             if options.logprobs and segments:
                 self._add_logprobs(segments, tokenizer, _slice_batch(encoder_output, index), segment_size)
-            yield PieceTranscript(segments=segments, language=language)
+            decoded.append((segments, seek / frames_per_second))
+        return decoded
 
     def _add_logprobs(
         self,
@@ -328,6 +372,15 @@ class BatchTranscriber:
                 )
             )
         return segments
+
+
+def _shift_segment(segment: Segment, offset: float) -> None:
+    if offset:
+        segment.start = round(segment.start + offset, 3)
+        segment.end = round(segment.end + offset, 3)
+        for word in segment.words:
+            word.start = round(word.start + offset, 3)
+            word.end = round(word.end + offset, 3)
 
 
 def _slice_batch(storage: ctranslate2.StorageView, index: int) -> ctranslate2.StorageView:

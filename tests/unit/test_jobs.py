@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from speakerscribe.errors import ModelFailureError, OverloadedError
+from speakerscribe.errors import ModelFailureError, RateLimitError
 from speakerscribe.jobs import JobNotFinishedError, JobNotFoundError, JobTable
 
 
@@ -82,7 +82,7 @@ def test_a_job_whose_runners_keep_dying_fails_instead_of_looping():
 def test_finished_jobs_expire_and_the_table_is_bounded():
     table = JobTable(ttl_s=0.05, max_jobs=2)
     first, _ = submitted(table), submitted(table)
-    with pytest.raises(OverloadedError):
+    with pytest.raises(RateLimitError):
         submitted(table)
     table.cancel(first)
     time.sleep(0.1)

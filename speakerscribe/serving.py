@@ -241,8 +241,14 @@ class TranscriptionService:
         """
         prepared = await self.prepare(data, request, task, progress, pieces_in_flight)
         if prepared.runs_diarizer:
+
+            async def transcribed_then_diarizing() -> list[list[Segment]]:
+                segments = await self._transcribe_tracks(prepared)
+                progress("diarization", 1.0)  # all that can be left is the diarizer
+                return segments
+
             track_segments, diarization = await asyncio.gather(
-                self._transcribe_tracks(prepared), self._diarize(prepared)
+                transcribed_then_diarizing(), self._diarize(prepared)
             )
         else:
             track_segments, diarization = await self._transcribe_tracks(prepared), Diarization([])

@@ -277,3 +277,11 @@ def test_progress_rises_and_pieces_in_flight_are_capped(long_speech):
     fractions = [f for stage, f in seen if stage == "transcription"]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     assert seen[0][0] == "decoding" and seen[-1] == ("merge", 1.0)
+
+
+def test_a_diarized_job_reports_the_diarizer_once_transcription_is_done(long_speech):
+    seen: list[tuple[str, float]] = []
+    service = TranscriptionService(load_settings(), FakeStages())
+    run(service.transcribe(long_speech, TranscriptionRequest(), progress=lambda *a: seen.append(a)))
+    stages = [stage for stage, _ in seen]
+    assert stages.index("diarization") > max(i for i, s in enumerate(stages) if s == "transcription")

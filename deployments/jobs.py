@@ -94,24 +94,33 @@ class JobRunner:
         def progress(stage: str, fraction: float) -> None:
             state["stage"], state["progress"] = stage, fraction
 
-        work = asyncio.create_task(
-            self.service.transcribe(
+        async def transcribe():
+            return await self.service.transcribe(
                 audio,
                 request_for(job["task"], job["form"]),
                 task=job["task"],
                 progress=progress,
                 pieces_in_flight=self.settings.job_pieces_in_flight,
             )
-        )
-        status, result, error = "failed", None, None
+
+        work = asyncio.create_task(transcribe())
+        status, result, error, stopped = "failed", None, None, False
         try:
             while not work.done():
                 await asyncio.wait({work}, timeout=HEARTBEAT_S)
-                stop = await self.table.heartbeat.remote(job_id, self.runner_id, state["stage"], state["progress"])
-                if stop and not work.done():
+                try:
+                    stopped = await self.table.heartbeat.remote(
+                        job_id, self.runner_id, state["stage"], state["progress"]
+                    )
+                except Exception:  # noqa: BLE001 - the table is restarting: keep working
+                    logger.warning("job %s: heartbeat not delivered", job_id)
+                    continue
+                if stopped and not work.done():
                     work.cancel()
             result, status = await work, "succeeded"
         except asyncio.CancelledError:
+            if not stopped:  # this replica is going away: the job is queued again once its
+                raise  # heartbeats stop, and another runner starts it over
             status = "cancelled"
         except SpeechServerError as failure:
             error = failure

@@ -189,3 +189,18 @@ def test_bad_job_submissions_are_refused_up_front(server, testdata, form, status
 def test_unknown_job_is_a_404(server):
     response = requests.get(f"{server}/v1/audio/jobs/job_nope", timeout=30)
     assert response.status_code == 404 and response.json()["error"]["code"] == "job_not_found"
+
+
+def test_a_job_on_bad_audio_fails_with_the_same_error_a_synchronous_request_gets(server):
+    job = submit(server, b"this is not audio", response_format="json")
+    deadline = time.time() + 60
+    while (state := poll(server, job["id"])) is None or state["status"] not in ("failed", "succeeded"):
+        assert time.time() < deadline, state
+        time.sleep(0.5)
+    assert state["status"] == "failed" and state["error"]["code"] == "invalid_audio"
+    result = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", timeout=30)
+    synchronous = requests.post(
+        f"{server}/v1/audio/transcriptions", files={"file": ("x.wav", b"this is not audio")}, timeout=30
+    )
+    assert result.status_code == synchronous.status_code == 400
+    assert result.json()["error"]["code"] == synchronous.json()["error"]["code"] == "invalid_audio"

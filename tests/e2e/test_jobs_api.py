@@ -109,16 +109,19 @@ def test_a_cancelled_job_stops_using_the_transcriber(server, twenty_minutes):
         if state and state["progress"] > 0.02:
             break
         time.sleep(0.5)
+    at_cancel = transcriber_stats()["pieces_served"]
     cancelled = requests.post(f"{server}/v1/audio/jobs/{job['id']}/cancel", timeout=30).json()
     assert cancelled["status"] in ("cancelling", "cancelled")
     deadline = time.time() + 30
     while (state := poll(server, job["id"])) is None or state["status"] != "cancelled":
         assert time.time() < deadline, state
         time.sleep(0.5)
-    time.sleep(2)  # pieces already inside a batch finish
-    before = transcriber_stats()["pieces_served"]
+    # the pieces already at the Transcriber (at most job_pieces_in_flight = 8) finish; no more come
+    time.sleep(30)
+    settled = transcriber_stats()["pieces_served"]
+    assert settled - at_cancel <= 8, (at_cancel, settled)
     time.sleep(5)
-    assert transcriber_stats()["pieces_served"] == before
+    assert transcriber_stats()["pieces_served"] == settled
     assert state["progress"] < 0.9
     missing = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", timeout=30)
     assert missing.status_code == 409 and missing.json()["error"]["code"] == "job_not_finished"

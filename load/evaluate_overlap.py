@@ -43,8 +43,9 @@ from speakerscribe.overlap import (  # noqa: E402
     overlap_regions,
     regions_duration,
 )
+from speakerscribe.scoring import read_rttm  # noqa: E402
 from speakerscribe.transcription import load_whisper_model  # noqa: E402
-from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn, Word  # noqa: E402
+from speakerscribe.types import SAMPLE_RATE, Segment, Word  # noqa: E402
 
 COMMAND = "python load/evaluate_overlap.py"
 FILES = {"dev00": "debug.development.rttm", "dev01": "debug.development.rttm",
@@ -56,16 +57,6 @@ def load_wav(path: Path) -> np.ndarray:
     if rate != SAMPLE_RATE:
         raise SystemExit(f"{path}: expected {SAMPLE_RATE} Hz, got {rate}")
     return audio.mean(axis=1)
-
-
-def reference_turns(rttm: Path, uri: str) -> list[SpeakerTurn]:
-    turns = []
-    for line in rttm.read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 7 and fields[0] == "SPEAKER" and fields[1] == uri:
-            start = float(fields[3])
-            turns.append(SpeakerTurn(start, start + float(fields[4]), fields[7]))
-    return turns
 
 
 def whisper_segments(model, audio: np.ndarray) -> list[Segment]:
@@ -114,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     covered = reference = 0.0
     for uri, rttm in FILES.items():
         audio = load_wav(data / f"{uri}.wav")
-        truth = overlap_regions(reference_turns(data / rttm, uri))
+        truth = overlap_regions(read_rttm(data / rttm, uri)[uri])
         turns_overlap = overlap_regions(diarizer(audio))
         tick = time.perf_counter()
         detected = detector(audio)

@@ -88,10 +88,10 @@ def logprobs_out(segments: list[Segment]) -> list[dict]:
 
 
 def to_json(result: TranscriptionResult) -> dict:
-    body = TranscriptionJson(text=result.text, usage=_usage(result)).model_dump(exclude={"logprobs"})
-    if result.logprobs:
-        body = {"text": body["text"], "logprobs": logprobs_out(result.segments), "usage": body["usage"]}
-    return body
+    logprobs = logprobs_out(result.segments) if result.logprobs else None
+    return TranscriptionJson(text=result.text, logprobs=logprobs, usage=_usage(result)).model_dump(
+        exclude_none=True
+    )
 
 
 def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from speakerscribe.errors import InvalidRequestError, RateLimitError, SpeechServerError
@@ -82,7 +82,6 @@ class _Entry:
     job: Job
     audio: bytes | None
     result: Any = None
-    history: list[tuple[float, str, float]] = field(default_factory=list)
 
 
 class JobTable:
@@ -187,8 +186,6 @@ class JobTable:
         if stage is not None:
             job.stage = stage
         job.progress = max(job.progress, min(max(progress, 0.0), 1.0))
-        entry.history.append((job.heartbeat_at, job.stage or "", job.progress))
-        del entry.history[:-256]
         return job.status == "cancelling"
 
     def finish(
@@ -239,9 +236,6 @@ class JobTable:
                 job.status, job.runner, job.stage = "queued", None, "queued"
                 moved.append(job.id)
         return moved
-
-    def progress_history(self, job_id: str) -> list[tuple[float, str, float]]:
-        return list(self._entry(job_id).history)
 
     # --- housekeeping -------------------------------------------------------------------
 

@@ -81,14 +81,13 @@ def speaker_audio(audio: np.ndarray, turns: list[SpeakerTurn], speaker: str) -> 
 
 
 def _minus(start: float, end: float, turns: list[SpeakerTurn]) -> list[tuple[float, float]]:
+    """``[start, end)`` with every turn cut out of it."""
     spans = [(start, end)]
     for turn in turns:
-        spans = [
-            piece
-            for s, e in spans
-            for piece in ((s, min(e, turn.start)), (max(s, turn.end), e))
-            if piece[1] - piece[0] > 0
-        ] if turn.end > start and turn.start < end else spans
+        cut = []
+        for s, e in spans:
+            cut += [piece for piece in ((s, min(e, turn.start)), (max(s, turn.end), e)) if piece[1] > piece[0]]
+        spans = cut
     return spans
 
 

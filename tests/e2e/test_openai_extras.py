@@ -224,35 +224,11 @@ def test_a_reference_too_short_is_a_400(server, testdata):
 # --- overlapped speech ----------------------------------------------------------------
 
 
-def _reference_overlap(rttm_lines: list[str], uri: str) -> list[tuple[float, float]]:
-    from speakerscribe.overlap import overlap_regions
-    from speakerscribe.types import SpeakerTurn
-
-    turns = []
-    for line in rttm_lines:
-        fields = line.split()
-        if fields and fields[1] == uri:
-            turns.append(SpeakerTurn(float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
-    return overlap_regions(turns)
-
-
-def _union_length(spans: list[tuple[float, float]]) -> float:
-    total, end = 0.0, float("-inf")
-    for start, stop in sorted(spans):
-        start = max(start, end)
-        if stop > start:
-            total += stop - start
-            end = stop
-    return total
-
-
-def _covered(flagged: list[tuple[float, float]], reference: list[tuple[float, float]]) -> float:
-    pieces = [(max(a, c), min(b, d)) for a, b in flagged for c, d in reference if min(b, d) > max(a, c)]
-    return _union_length(pieces)
-
-
 def test_overlap_flags_cover_half_of_the_reference_overlap(client, testdata):
-    rttm = (testdata / "pyannote/debug.development.rttm").read_text().splitlines()
+    from speakerscribe.overlap import intersect_regions, overlap_regions, regions_duration
+    from speakerscribe.scoring import read_rttm
+
+    rttm = read_rttm(testdata / "pyannote/debug.development.rttm")
     total_reference = total_covered = 0.0
     for uri in ("dev00", "dev01"):
         with open(testdata / f"pyannote/{uri}.wav", "rb") as audio:
@@ -267,10 +243,10 @@ def test_overlap_flags_cover_half_of_the_reference_overlap(client, testdata):
         words = body["words"]
         assert words and all("overlap" in w for w in words) and all("overlap" in s for s in body["segments"])
         flagged = [(w["start"], w["end"]) for w in words if w["overlap"]]
-        reference = _reference_overlap(rttm, uri)
-        covered = _covered(flagged, reference)
-        print(f"{uri}: reference overlap {_union_length(reference):.2f} s, flagged words cover {covered:.2f} s")
-        total_reference += _union_length(reference)
+        reference = overlap_regions(rttm[uri])
+        covered = regions_duration(intersect_regions(flagged, reference))
+        print(f"{uri}: reference overlap {regions_duration(reference):.2f} s, flagged words cover {covered:.2f} s")
+        total_reference += regions_duration(reference)
         total_covered += covered
     assert total_covered >= 0.5 * total_reference, (total_covered, total_reference)
 

@@ -23,6 +23,7 @@ from speakerscribe.overlap import (
     regions_duration,
     second_speaker_curve,
 )
+from speakerscribe.scoring import read_rttm
 from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn, Word
 
 
@@ -126,12 +127,7 @@ def test_hysteresis_fills_short_gaps():
 
 
 def _reference_overlap(rttm: Path, uri: str) -> list[tuple[float, float]]:
-    turns = []
-    for line in rttm.read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 7 and fields[1] == uri:
-            turns.append(SpeakerTurn(float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
-    return overlap_regions(turns)
+    return overlap_regions(read_rttm(rttm, uri)[uri])
 
 
 def test_detector_flags_half_of_the_reference_overlap(testdata):

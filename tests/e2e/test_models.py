@@ -28,7 +28,11 @@ def two_models(server, tmp_path_factory) -> str:
     from speakerscribe.settings import load_settings
 
     random_dir = build_random_whisper(tmp_path_factory.mktemp("whisper") / "random", size="tiny-test")
-    settings = load_settings(whisper_models={RANDOM: str(random_dir)}, enable_speaker_diarization=False)
+    # A batch wait long enough for all eight concurrent uploads to reach one batch: the
+    # test is about which pieces share a model call, not about how quickly batches close.
+    settings = load_settings(
+        whisper_models={RANDOM: str(random_dir)}, enable_speaker_diarization=False, batch_wait_timeout_s=1.0
+    )
     serve.run(build(settings), name=APP, route_prefix=f"/{APP}")
     yield f"{server}/{APP}"
     serve.delete(APP)

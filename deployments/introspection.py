@@ -27,17 +27,26 @@ def replica_actors(app: str | None = None) -> list[tuple[str, str, "ray.actor.Ac
     return found
 
 
+_STATUS_FIELDS = {"VmRSS": "rss_mb", "VmHWM": "peak_mb", "RssAnon": "anon_mb", "RssFile": "file_mb", "RssShmem": "shmem_mb"}
+
+
 def _memory_of_self(_replica) -> dict[str, float]:
-    fields = {}
+    fields = dict.fromkeys(_STATUS_FIELDS.values(), 0.0)
     for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines():
         key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return {"rss_mb": fields.get("VmRSS", 0.0), "peak_mb": fields.get("VmHWM", 0.0)}
+        if key in _STATUS_FIELDS:
+            fields[_STATUS_FIELDS[key]] = int(value.split()[0]) / 1024
+    return fields
 
 
 def replica_memory_mb(app: str | None = None) -> dict[str, dict[str, float]]:
-    """Resident and peak resident memory (MB) of each replica process, keyed 'app/deployment'."""
+    """Memory (MB) of each replica process, keyed 'app/deployment'.
+
+    ``rss_mb`` is all resident memory; it splits into ``anon_mb`` (the process's own heap,
+    where a leak shows), ``file_mb`` and ``shmem_mb`` (mapped files and shared memory,
+    which include pages of Ray's object store that arguments are read from without a
+    copy, and which come and go with the requests in flight). ``peak_mb`` is VmHWM.
+    """
     memory = {}
     for app_name, deployment, handle in replica_actors(app):
         memory[f"{app_name}/{deployment}"] = ray.get(handle.__ray_call__.remote(_memory_of_self), timeout=30)

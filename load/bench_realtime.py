@@ -6,7 +6,9 @@ clients (server VAD, diarization on). For every final (``...transcription.comple
 the latency is its arrival minus the wall time at which the utterance's last speech was
 sent. That speech end is read off the clip itself (Silero VAD over the whole file, the
 last speech end before the item's ``speech_stopped``), so the latency includes the
-silence the server's VAD waits for before it commits, as a user would feel it.
+silence the server's VAD waits for before it commits, as a user would feel it. Every
+final is waited for (up to a minute), so a slow one counts rather than drops out; a
+``failed`` final is counted apart. ``--streams 1 1 1`` runs three rounds of one stream.
 
     python load/bench_realtime.py [--streams 1 8] [--speed 1.0]
 """
@@ -29,6 +31,7 @@ from _server import running_app, testdata_dir
 RATE = 24_000
 FRAME_S = 0.1
 SILENCE_MS = 500
+FINAL_WAIT_S = 60.0
 
 
 def frames_of(path) -> list[bytes]:
@@ -52,10 +55,13 @@ def speech_ends(path) -> np.ndarray:
     return np.array([span["end"] / 16_000 for span in spans])
 
 
-def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) -> list[float]:
-    """Stream at ``speed`` × real time; return each final's latency in seconds."""
+def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) -> tuple[list[float], int]:
+    """Stream at ``speed`` × real time; return each final's latency in seconds, and how
+    many items failed."""
     latencies: list[float] = []
+    failed: list[str] = []
     speech_end: dict[str, float] = {}  # item_id → stream seconds where speech ended
+    finished: set[str] = set()  # items whose final (completed or failed) arrived
     done = threading.Event()
     with connect(url, open_timeout=120, max_size=None) as socket:
         socket.recv(timeout=120)  # session.created
@@ -83,7 +89,11 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
                     stopped = event["audio_end_ms"] / 1000
                     before = ends[ends <= stopped]
                     speech_end[event["item_id"]] = float(before[-1]) if len(before) else stopped
+                elif event["type"] == "conversation.item.input_audio_transcription.failed":
+                    finished.add(event["item_id"])
+                    failed.append(event["item_id"])
                 elif event["type"] == "conversation.item.input_audio_transcription.completed":
+                    finished.add(event["item_id"])
                     end = speech_end.get(event["item_id"])
                     if end is not None:
                         latencies.append(now - (started + end / speed))
@@ -95,10 +105,12 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
             pause = started + (index + 1) * FRAME_S / speed - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-        time.sleep(5)  # the last final
+        deadline = time.monotonic() + FINAL_WAIT_S  # every final, however late, is counted
+        while time.monotonic() < deadline and (not speech_end or set(speech_end) - finished):
+            time.sleep(0.1)
         done.set()
         reader.join()
-    return latencies
+    return latencies, len(failed)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -120,14 +132,15 @@ def main() -> None:
         for streams in args.streams:
             with ThreadPoolExecutor(streams) as pool:
                 results = list(pool.map(lambda _: one_stream(url, frames, ends, args.speed), range(streams)))
-            latencies = [x for result in results for x in result]
-            rows.append((streams, len(latencies), percentile(latencies, 50),
+            latencies = [x for result, _ in results for x in result]
+            failed = sum(count for _, count in results)
+            rows.append((streams, len(latencies), failed, percentile(latencies, 50),
                          percentile(latencies, 95), max(latencies, default=float("nan"))))
     print(f"\nend of speech → final event, sample.wav at {args.speed:g}× real time, server VAD "
           f"(silence {SILENCE_MS} ms, included), diarization on")
-    print(f"{'streams':>7} {'finals':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
-    for streams, count, p50, p95, worst in rows:
-        print(f"{streams:>7} {count:>6} {p50:>6.2f} {p95:>6.2f} {worst:>6.2f}")
+    print(f"{'streams':>7} {'finals':>6} {'failed':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
+    for streams, count, failed, p50, p95, worst in rows:
+        print(f"{streams:>7} {count:>6} {failed:>6} {p50:>6.2f} {p95:>6.2f} {worst:>6.2f}")
     streams = " ".join(str(s) for s in args.streams)
     print(f"\ncommand: python load/bench_realtime.py --streams {streams} --speed {args.speed:g}")
 

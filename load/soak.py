@@ -83,8 +83,10 @@ def main() -> None:
             if time.time() >= next_sample:
                 next_sample += 60
                 memory = replica_memory_mb()
-                line = ", ".join(f"{name.split('/')[-1]} {m['rss_mb']:.0f}" for name, m in sorted(memory.items()))
-                print(f"  {time.strftime('%H:%M:%S')} RSS MB: {line}", flush=True)
+                line = ", ".join(
+                    f"{name.split('/')[-1]} {m['rss_mb']:.0f}/{m['anon_mb']:.0f}" for name, m in sorted(memory.items())
+                )
+                print(f"  {time.strftime('%H:%M:%S')} RSS/anon MB: {line}", flush=True)
 
     statuses: collections.Counter = collections.Counter()
     with running_app(args.port) as base:
@@ -100,17 +102,21 @@ def main() -> None:
     print(f"\nrequests served (200): {served}, in {args.minutes:g} min with {args.clients} clients")
     errors = {k: v for k, v in statuses.items() if k != 200}
     print(f"errors by status: {errors or 'none'}")
-    # RSS is a snapshot and swings with the batch in flight; the peak (VmHWM) only grows
-    # when a replica needs more than it ever needed before, which is what a leak does.
-    print(f"{'replica':<34} {'RSS start':>9} {'RSS end':>8} {'growth':>7} {'peak start':>10} {'peak end':>9} {'growth':>7}")
+    # Readings are taken with no request in flight. RSS splits into the replica's own heap
+    # (anon: where a leak shows) and shared pages (mostly Ray's object store, mapped into
+    # every process that reads an argument from it without a copy, bounded by the store's
+    # size); peak (VmHWM) only grows when a replica needs more than it ever did.
+    columns = [("rss_mb", "RSS"), ("anon_mb", "anon"), ("shmem_mb", "shared"), ("peak_mb", "peak")]
+    header = "".join(f" | {label} start → end (growth)" for _, label in columns)
+    print(f"{'replica':<30}{header}")
     for name in sorted(end_memory):
-        row = [name]
-        for key in ("rss_mb", "peak_mb"):
+        cells = []
+        for key, _ in columns:
             first = start_memory.get(name, {}).get(key, 0.0)
             last = end_memory[name][key]
-            growth = (last - first) / first * 100 if first else float("nan")
-            row += [f"{first:.0f}", f"{last:.0f}", f"{growth:.1f}%"]
-        print(f"{row[0]:<34} {row[1]:>9} {row[2]:>8} {row[3]:>7} {row[4]:>10} {row[5]:>9} {row[6]:>7}")
+            growth = f"{(last - first) / first * 100:+.1f}%" if first else "n/a"
+            cells.append(f"{first:.0f} → {last:.0f} MB ({growth})")
+        print(f"{name:<30}" + "".join(f" | {cell}" for cell in cells))
     print(
         f"\ncommand: python load/soak.py --minutes {args.minutes:g} --clients {args.clients} "
         f"--warmup-minutes {args.warmup_minutes:g}"

@@ -431,6 +431,28 @@ class _Utterance:
 
 
 @dataclass
+class _Decoded:
+    """A final decode: Whisper's segments, the speaker-homogeneous pieces, their voices."""
+
+    segments: list[Segment]
+    pieces: list[Segment]
+    embeddings: list[np.ndarray | None] | None
+
+
+@dataclass
+class _Speculation:
+    """A final decode started when a pause began, on the audio up to the pause.
+
+    Server VAD commits only after ``silence_duration_ms`` of pause; decoding during that
+    wait takes it off the latency a user feels. If speech resumes, the task is dropped.
+    """
+
+    end: int  # window where the pause began: the decoded audio ends here
+    diarize: bool
+    task: asyncio.Task
+
+
+@dataclass
 class _Turn:
     """Where the open utterance stands in the window stream."""
 
@@ -441,6 +463,12 @@ class _Turn:
     heard_speech: bool = False
     next_partial: int = 0
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    speculation: _Speculation | None = None
+
+    def drop_speculation(self) -> None:
+        if self.speculation is not None:
+            self.speculation.task.cancel()
+            self.speculation = None
 
 
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
@@ -509,6 +537,9 @@ class RealtimeTranscriptionSession:
         partial_interval_s: float = 1.0,
         min_speech_ms: int = 100,
         max_pending_finals: int = 4,
+        speculate_after_ms: int = 160,
+        speculate_lead_ms: int = 2_000,
+        speculate_below_partial_s: float = 3.0,
     ):
         if max_utterance_s > 29.0:
             raise ValueError("max_utterance_s must leave room inside Whisper's 30 s window")
@@ -529,6 +560,15 @@ class RealtimeTranscriptionSession:
         self._partial_interval = max(1, int(partial_interval_s * SAMPLE_RATE) // VAD_WINDOW)
         self._last_partial_s = 0.0
         self._min_speech = max(1, -(-min_speech_ms // WINDOW_MS))
+        # a pause of speculate_after_ms starts the final decode, but not earlier than
+        # speculate_lead_ms before the commit is due: a long silence_duration_ms would
+        # otherwise pay a wasted decode for every short pause
+        self._speculate_after = max(1, -(-speculate_after_ms // WINDOW_MS))
+        self._speculate_lead = speculate_lead_ms // WINDOW_MS
+        # ... and only while partials come back quickly: a busy Transcriber computes a
+        # dropped speculation anyway (a started batch cannot be cancelled), and under
+        # that load the wait it would hide is small beside the queue
+        self.speculate_below_partial_s = speculate_below_partial_s
         # the open utterance, or idle pre-roll plus a not-yet-confirmed speech start
         self._buffer = WindowBuffer(
             self._max_utterance + -(-MAX_PREFIX_PADDING_MS // WINDOW_MS) + self._min_speech + 2
@@ -647,6 +687,7 @@ class RealtimeTranscriptionSession:
             self._language = None
         if (config.turn_detection is None) != (self.config.turn_detection is None):
             self._turn.candidate = self._turn.silence_since = None
+            self._turn.drop_speculation()
             if config.turn_detection is not None and not self._turn.heard_speech:
                 self._turn.start = None  # manual buffer without speech becomes pre-roll
         self.config = config
@@ -681,6 +722,7 @@ class RealtimeTranscriptionSession:
 
     def _clear(self) -> None:
         self._buffer.drop_before(self._buffer.end)
+        self._turn.drop_speculation()
         self._turn = _Turn(item_id=new_id("item"))
 
     # --- audio → turns --------------------------------------------------------------
@@ -729,10 +771,12 @@ class RealtimeTranscriptionSession:
             return
         if probability >= vad.threshold:
             turn.silence_since = None
+            turn.drop_speculation()  # speech goes on: the utterance is not over
         elif probability < neg_threshold and turn.silence_since is None:
             turn.silence_since = position
         silence_windows = -(-vad.silence_duration_ms // WINDOW_MS)
-        if turn.silence_since is not None and position + 1 - turn.silence_since >= silence_windows:
+        paused = 0 if turn.silence_since is None else position + 1 - turn.silence_since
+        if paused >= silence_windows:
             await self._send(
                 "input_audio_buffer.speech_stopped",
                 audio_end_ms=self._buffer.end * WINDOW_MS,
@@ -741,6 +785,21 @@ class RealtimeTranscriptionSession:
             await self._commit(self._buffer.end)
         elif self._buffer.end - turn.start >= self._max_utterance:
             await self._cut_long_utterance(neg_threshold)
+        elif (
+            turn.speculation is None
+            and paused >= max(self._speculate_after, silence_windows - self._speculate_lead)
+            and self._last_partial_s <= self.speculate_below_partial_s
+        ):
+            self._speculate(turn)
+
+    def _speculate(self, turn: _Turn) -> None:
+        """Start the final decode of the audio before the pause, while VAD waits it out."""
+        if self._partial is not None and not self._partial.done():
+            self._partial.cancel()  # the final will speak for these words
+        audio = self._buffer.audio(turn.start, turn.silence_since)
+        diarize = self.config.enable_speaker_diarization
+        task = asyncio.create_task(self._decode_final(audio, diarize))
+        turn.speculation = _Speculation(turn.silence_since, diarize, task)
 
     async def _cut_long_utterance(self, neg_threshold: float) -> None:
         """Commit up to the middle of the longest recent pause (else here), keep the rest.
@@ -779,8 +838,21 @@ class RealtimeTranscriptionSession:
         return bool((self._buffer.probabilities(start, end) >= MANUAL_SPEECH_THRESHOLD).any())
 
     async def _commit(self, end: int) -> None:
-        """Close the open utterance at ``end`` and queue its final decode."""
+        """Close the open utterance at ``end`` and queue its final decode.
+
+        A decode speculated at the start of the pause that ends here is reused: the audio
+        after it is all pause, so it has nothing more to say.
+        """
         turn = self._turn
+        speculation = turn.speculation
+        if speculation is not None and not (
+            speculation.end == turn.silence_since  # the pause it began at still holds
+            and end >= speculation.end
+            and speculation.diarize == self.config.enable_speaker_diarization
+        ):
+            turn.drop_speculation()
+            speculation = None
+        turn.speculation = None
         utterance = _Utterance(
             item_id=turn.item_id,
             start_window=turn.start,
@@ -799,7 +871,9 @@ class RealtimeTranscriptionSession:
         self._turn = _Turn(item_id=new_id("item"))
         await self._final_slots.acquire()  # back-pressure when finals fall behind
         previous = self._last_final
-        task = asyncio.create_task(self._finalize(utterance, previous))
+        task = asyncio.create_task(
+            self._finalize(utterance, previous, speculation.task if speculation else None)
+        )
         self._finals.add(task)
         task.add_done_callback(self._finals.discard)
         self._last_final = task
@@ -845,17 +919,32 @@ class RealtimeTranscriptionSession:
                 delta=delta,
             )
 
-    async def _finalize(self, utterance: _Utterance, previous: asyncio.Task | None) -> None:
-        """Decode (and embed) now; emit in commit order once the previous item is out."""
+    async def _decode_final(self, audio: np.ndarray, diarize: bool) -> _Decoded:
+        """Transcribe ``audio`` for good (and embed its sentences when diarizing)."""
+        options = await self._options(audio, partial=False, words=diarize)
+        segments = await self._transcribe(audio, options)
+        pieces = sentence_segments(segments) if diarize else segments
+        embeddings = await self._embed_segments(audio, pieces) if diarize else None
+        return _Decoded(segments, pieces, embeddings)
+
+    async def _finalize(
+        self,
+        utterance: _Utterance,
+        previous: asyncio.Task | None,
+        speculation: asyncio.Task | None = None,
+    ) -> None:
+        """Decode (and embed) now, or take the speculated decode; emit in commit order once
+        the previous item is out."""
         try:
             failure: Exception | None = None
+            decoded: _Decoded | None = None
             try:
-                options = await self._options(
-                    utterance.audio, partial=False, words=utterance.diarize
-                )
-                segments = await self._transcribe(utterance.audio, options)
-                pieces = sentence_segments(segments) if utterance.diarize else segments
-                embeddings = await self._embed_segments(utterance, pieces)
+                if speculation is not None:
+                    await asyncio.wait([speculation])
+                    if not speculation.cancelled():
+                        decoded = speculation.result()  # its failure is the final's
+                if decoded is None:
+                    decoded = await self._decode_final(utterance.audio, utterance.diarize)
             except Exception as error:  # noqa: BLE001 - reported to the client as .failed
                 logger.warning("final transcription failed", exc_info=True)
                 failure = error
@@ -864,7 +953,7 @@ class RealtimeTranscriptionSession:
             if failure is not None:
                 await self._send_failed(utterance, failure)
             else:
-                await self._send_final(utterance, segments, pieces, embeddings)
+                await self._send_final(utterance, decoded)
         except Exception:  # noqa: BLE001 - e.g. the client went away while we sent
             logger.warning("could not send the final transcript", exc_info=True)
         finally:
@@ -896,17 +985,17 @@ class RealtimeTranscriptionSession:
             ) from None
 
     async def _embed_segments(
-        self, utterance: _Utterance, segments: list[Segment]
+        self, audio: np.ndarray, segments: list[Segment]
     ) -> list[np.ndarray | None] | None:
         """A voice vector per segment long enough to tell speakers apart (else None)."""
-        if not utterance.diarize or self._embed is None:
+        if self._embed is None:
             return None
 
         async def embed(segment: Segment) -> np.ndarray | None:
             if segment.end - segment.start < self.min_speaker_segment_s:
                 return None
             start, end = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-            return _unit_or_none(await self._embed(utterance.audio[start:end]))
+            return _unit_or_none(await self._embed(audio[start:end]))
 
         return list(await asyncio.gather(*[embed(s) for s in segments]))
 
@@ -927,16 +1016,12 @@ class RealtimeTranscriptionSession:
 
     # --- server events --------------------------------------------------------------
 
-    async def _send_final(
-        self,
-        utterance: _Utterance,
-        segments: list[Segment],
-        pieces: list[Segment],
-        embeddings: list[np.ndarray | None] | None,
-    ) -> None:
-        """``segment`` events for the speaker-homogeneous ``pieces``, then ``completed``."""
-        if embeddings is not None:
-            for segment, speaker in zip(pieces, self._speakers_of(pieces, embeddings)):
+    async def _send_final(self, utterance: _Utterance, decoded: _Decoded) -> None:
+        """``segment`` events for the speaker-homogeneous pieces, then ``completed``."""
+        segments = decoded.segments
+        if decoded.embeddings is not None:
+            pieces = decoded.pieces
+            for segment, speaker in zip(pieces, self._speakers_of(pieces, decoded.embeddings)):
                 self._segment_count += 1
                 await self._send(
                     "conversation.item.input_audio_transcription.segment",

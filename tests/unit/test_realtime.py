@@ -557,6 +557,49 @@ def test_finals_are_sent_in_commit_order_even_when_they_finish_out_of_order(samp
     assert [e["item_id"] for e in events.of(".completed")] == committed
 
 
+def test_the_final_decode_starts_when_the_pause_begins(sample):
+    """Server VAD waits 500 ms of pause before it commits; the final decode starts at the
+    pause and is the one sent, so that wait is not added to the latency."""
+    models = FakeModels(delays=[0.4])
+    events = Recorder()
+    speech = sample[7 * SAMPLE_RATE : 11 * SAMPLE_RATE]
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        await feed(session, pcm16(np.concatenate([speech, np.zeros(2 * SAMPLE_RATE, np.float32)])))
+        decodes_at_commit = [seconds for seconds, beam in models.pieces if beam > 1]
+        await session.close()
+        return decodes_at_commit
+
+    decodes_at_commit = asyncio.run(run())
+    finals = [seconds for seconds, beam in models.pieces if beam > 1]
+    assert len(finals) == 1 and decodes_at_commit == finals  # one decode, begun before the commit
+    completed = events.of(".completed")
+    assert len(completed) == 1
+    # the decode ended at the pause; the item (and its usage) runs to the commit
+    assert finals[0] < completed[0]["usage"]["seconds"] - 0.3
+
+
+def test_speech_after_a_short_pause_drops_the_early_decode(sample):
+    """A 300 ms pause starts a final decode; speech resumes, so the final covers both parts."""
+    models = FakeModels()
+    events = Recorder()
+    speech = sample[8 * SAMPLE_RATE : 11 * SAMPLE_RATE]  # no pause inside
+    pause = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
+    silence = np.zeros(2 * SAMPLE_RATE, np.float32)
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events)
+        await feed(session, pcm16(np.concatenate([speech, pause, speech, silence])))
+        await session.close()
+
+    asyncio.run(run())
+    finals = [seconds for seconds, beam in models.pieces if beam > 1]
+    assert len(events.of(".completed")) == len(events.of("committed")) == 1
+    assert len(finals) >= 2  # dropped early ones, then the one sent
+    assert max(finals[:-1]) < 3.5 < 5.0 < finals[-1]
+
+
 def test_ten_minutes_of_audio_use_a_fixed_buffer(sample):
     """Memory stays flat: the session holds one utterance and a pre-roll, never the stream."""
     models = FakeModels()

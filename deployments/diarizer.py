@@ -10,6 +10,7 @@ from ray import serve
 from speakerscribe.devices import torch_device
 from speakerscribe.diarization import diarize_request, load_diarizer, segmentation_model
 from speakerscribe.overlap import OverlapDetector
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 from speakerscribe.types import Diarization, DiarizationOptions
 
@@ -18,6 +19,7 @@ from speakerscribe.types import Diarization, DiarizationOptions
 class Diarizer:
     def __init__(self, settings: Settings):
         self.settings = settings
+        start_heap_trimmer(settings.heap_trim_interval_s)
         device = torch_device(settings.diarization_device)
         self.model = load_diarizer(
             settings.diarization_pipeline,

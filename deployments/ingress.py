@@ -45,6 +45,7 @@ from speakerscribe.protocol import (
 )
 from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.serving import TranscriptionService, server_timing
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 from deployments.jobs import job_table, request_for
 from deployments.stages import HandleStages
@@ -184,6 +185,7 @@ class SpeechIngress:
         job_runner: DeploymentHandle,
     ):
         self.settings = settings
+        start_heap_trimmer(settings.heap_trim_interval_s)
         self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file)
         self.stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
         self.service = TranscriptionService(settings, self.stages)

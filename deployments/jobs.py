@@ -27,6 +27,7 @@ from speakerscribe.errors import ModelFailureError, SpeechServerError
 from speakerscribe.jobs import JobTable
 from speakerscribe.protocol import TranscriptionRequest, TranslationRequest
 from speakerscribe.serving import TranscriptionService
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 
 logger = logging.getLogger("ray.serve")
@@ -67,6 +68,7 @@ class JobRunner:
         diarizer: DeploymentHandle,
     ):
         self.settings = settings
+        start_heap_trimmer(settings.heap_trim_interval_s)
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         self.table = job_table(settings)
         stages = HandleStages(settings.model_id, separator, transcriber, diarizer)

@@ -9,12 +9,14 @@ from ray import serve
 
 from speakerscribe.devices import torch_device
 from speakerscribe.separation import load_separator
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8, max_queued_requests=128)
 class VocalSeparator:
     def __init__(self, settings: Settings):
+        start_heap_trimmer(settings.heap_trim_interval_s)
         self.model = load_separator(
             settings.separation_model,
             repo=settings.separation_repo,

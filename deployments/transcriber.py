@@ -18,6 +18,7 @@ from ray import serve
 from ray.serve import metrics
 
 from speakerscribe.errors import ModelNotFoundError
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model
 from speakerscribe.types import SAMPLE_RATE, Segment
@@ -34,6 +35,7 @@ logger = logging.getLogger("ray.serve")
 class Transcriber:
     def __init__(self, settings: Settings):
         self.settings = settings
+        start_heap_trimmer(settings.heap_trim_interval_s)
         self.core = self._load(settings.whisper_model)
 
         async def load_other(model_id: str) -> BatchTranscriber:  # a plain function: Serve keeps

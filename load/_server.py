@@ -32,6 +32,8 @@ def running_app(port: int, **settings):
     from pipeline_graph import build
     from speakerscribe.settings import load_settings
 
+    # as the shipped configs: Ray's per-task event records off (see README, "Memory")
+    os.environ.setdefault("RAY_enable_task_events", "0")
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -44,6 +44,10 @@ OPTIONS = [
     {"stream": "true"},
 ]
 
+# Readings are taken at rest, this long after the last response: every replica has
+# returned its freed heap to the OS by then (settings.heap_trim_interval_s is 10 s).
+SETTLE_S = 12.0
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -93,9 +97,11 @@ def main() -> None:
         url = f"{base}/v1/audio/transcriptions"
         print(f"warm-up: {args.warmup_minutes:g} min at saturation (not counted)", flush=True)
         saturate(url, args.warmup_minutes, collections.Counter())
+        time.sleep(SETTLE_S)
         start_memory = replica_memory_mb()
         print(f"soak: {args.minutes:g} min", flush=True)
         saturate(url, args.minutes, statuses)
+        time.sleep(SETTLE_S)
         end_memory = replica_memory_mb()
 
     served = statuses.get(200, 0)

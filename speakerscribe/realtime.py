@@ -441,13 +441,14 @@ class _Decoded:
 
 @dataclass
 class _Speculation:
-    """A final decode started when a pause began, on the audio up to the pause.
+    """A final decode started early in a pause, on the audio so far.
 
     Server VAD commits only after ``silence_duration_ms`` of pause; decoding during that
     wait takes it off the latency a user feels. If speech resumes, the task is dropped.
     """
 
-    end: int  # window where the pause began: the decoded audio ends here
+    pause_start: int  # the window where the pause began
+    end: int  # the decoded audio ends here, a little into the pause
     diarize: bool
     task: asyncio.Task
 
@@ -793,13 +794,16 @@ class RealtimeTranscriptionSession:
             self._speculate(turn)
 
     def _speculate(self, turn: _Turn) -> None:
-        """Start the final decode of the audio before the pause, while VAD waits it out."""
+        """Start the final decode early in the pause, while VAD waits the pause out."""
         if self._partial is not None and not self._partial.done():
             self._partial.cancel()  # the final will speak for these words
-        audio = self._buffer.audio(turn.start, turn.silence_since)
+        # up to now, not to the pause's first quiet window: VAD can call the fading end
+        # of a word quiet, and Whisper cuts a word short that the audio cuts short
+        end = self._buffer.end
+        audio = self._buffer.audio(turn.start, end)
         diarize = self.config.enable_speaker_diarization
         task = asyncio.create_task(self._decode_final(audio, diarize))
-        turn.speculation = _Speculation(turn.silence_since, diarize, task)
+        turn.speculation = _Speculation(turn.silence_since, end, diarize, task)
 
     async def _cut_long_utterance(self, neg_threshold: float) -> None:
         """Commit up to the middle of the longest recent pause (else here), keep the rest.
@@ -846,7 +850,7 @@ class RealtimeTranscriptionSession:
         turn = self._turn
         speculation = turn.speculation
         if speculation is not None and not (
-            speculation.end == turn.silence_since  # the pause it began at still holds
+            speculation.pause_start == turn.silence_since  # the pause it began in still holds
             and end >= speculation.end
             and speculation.diarize == self.config.enable_speaker_diarization
         ):

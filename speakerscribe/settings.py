@@ -124,6 +124,14 @@ class Settings(BaseSettings):
         True, description="allow jobs to POST their final status to a client's webhook_url"
     )
 
+    # --- memory ---
+    heap_trim_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="every replica returns freed heap pages to the OS this often (0: never), "
+        "so its resident memory follows its load instead of its largest burst",
+    )
+
     # --- access ---
     api_keys: list[str] = Field(
         default_factory=list,

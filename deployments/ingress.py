@@ -33,6 +33,7 @@ from speakerscribe.errors import (
     UnsupportedMediaError,
 )
 from speakerscribe.formats import render
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.protocol import (
     LIST_FIELDS,
     WHISPER_1,
@@ -45,7 +46,6 @@ from speakerscribe.protocol import (
 )
 from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.serving import TranscriptionService, server_timing
-from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 from deployments.jobs import job_table, request_for
 from deployments.stages import HandleStages

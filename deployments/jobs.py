@@ -25,9 +25,9 @@ from deployments.stages import HandleStages
 
 from speakerscribe.errors import ModelFailureError, SpeechServerError
 from speakerscribe.jobs import JobTable
+from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.protocol import TranscriptionRequest, TranslationRequest
 from speakerscribe.serving import TranscriptionService
-from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
 
 logger = logging.getLogger("ray.serve")

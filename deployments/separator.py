@@ -8,8 +8,8 @@ import numpy as np
 from ray import serve
 
 from speakerscribe.devices import torch_device
-from speakerscribe.separation import load_separator
 from speakerscribe.memory import start_heap_trimmer
+from speakerscribe.separation import load_separator
 from speakerscribe.settings import Settings
 
 

@@ -557,7 +557,7 @@ def test_finals_are_sent_in_commit_order_even_when_they_finish_out_of_order(samp
     assert [e["item_id"] for e in events.of(".completed")] == committed
 
 
-def test_the_final_decode_starts_when_the_pause_begins(sample):
+def test_the_final_decode_starts_early_in_the_pause(sample):
     """Server VAD waits 500 ms of pause before it commits; the final decode starts at the
     pause and is the one sent, so that wait is not added to the latency."""
     models = FakeModels(delays=[0.4])

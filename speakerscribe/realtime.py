@@ -844,8 +844,8 @@ class RealtimeTranscriptionSession:
     async def _commit(self, end: int) -> None:
         """Close the open utterance at ``end`` and queue its final decode.
 
-        A decode speculated at the start of the pause that ends here is reused: the audio
-        after it is all pause, so it has nothing more to say.
+        A decode started early in the pause that ends here is reused: the audio after it is
+        all pause, so it has nothing more to say.
         """
         turn = self._turn
         speculation = turn.speculation

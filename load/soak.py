@@ -11,7 +11,7 @@ thread, the largest decoded files in flight at once) and then stays there. Growt
 that start is what a leak would show; memory is also sampled every minute, so a climb
 and a plateau can be told apart.
 
-    python load/soak.py [--minutes 10] [--clients 8] [--warmup-minutes 2]
+    python load/soak.py [--minutes 10] [--clients 8] [--warmup-minutes 4]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--warmup-minutes", type=float, default=2.0)
+    parser.add_argument("--warmup-minutes", type=float, default=4.0)  # 2 min fell short of the working set
     parser.add_argument("--port", type=int, default=8127)
     args = parser.parse_args()
 

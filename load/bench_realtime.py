@@ -32,6 +32,7 @@ RATE = 24_000
 FRAME_S = 0.1
 SILENCE_MS = 500
 FINAL_WAIT_S = 60.0
+QUIET_S = 10.0
 
 
 def frames_of(path) -> list[bytes]:
@@ -61,7 +62,9 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
     latencies: list[float] = []
     failed: list[str] = []
     speech_end: dict[str, float] = {}  # item_id → stream seconds where speech ended
+    started_items: set[str] = set()  # items whose speech_started arrived
     finished: set[str] = set()  # items whose final (completed or failed) arrived
+    last_event = [time.monotonic()]
     done = threading.Event()
     with connect(url, open_timeout=120, max_size=None) as socket:
         socket.recv(timeout=120)  # session.created
@@ -84,8 +87,10 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
                     continue
                 except Exception:
                     return
-                now = time.monotonic()
-                if event["type"] == "input_audio_buffer.speech_stopped":
+                now = last_event[0] = time.monotonic()
+                if event["type"] == "input_audio_buffer.speech_started":
+                    started_items.add(event["item_id"])
+                elif event["type"] == "input_audio_buffer.speech_stopped":
                     stopped = event["audio_end_ms"] / 1000
                     before = ends[ends <= stopped]
                     speech_end[event["item_id"]] = float(before[-1]) if len(before) else stopped
@@ -105,8 +110,12 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
             pause = started + (index + 1) * FRAME_S / speed - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-        deadline = time.monotonic() + FINAL_WAIT_S  # every final, however late, is counted
-        while time.monotonic() < deadline and (not speech_end or set(speech_end) - finished):
+        # every final, however late, is counted: wait while items await their finals or
+        # the server still sends (a backlogged one is still working through the stream)
+        deadline = time.monotonic() + FINAL_WAIT_S
+        while time.monotonic() < deadline and (
+            started_items - finished or time.monotonic() - last_event[0] < QUIET_S
+        ):
             time.sleep(0.1)
         done.set()
         reader.join()

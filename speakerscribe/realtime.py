@@ -902,12 +902,16 @@ class RealtimeTranscriptionSession:
         self._partial = asyncio.create_task(self._run_partial(turn, audio))
 
     async def _run_partial(self, turn: _Turn, audio: np.ndarray) -> None:
+        started = time.monotonic()
         try:
             options = await self._options(audio, partial=True)
             started = time.monotonic()
             segments = await self._transcribe(audio, options)
             self._last_partial_s = time.monotonic() - started
         except asyncio.CancelledError:
+            # a partial cancelled after waiting this long says as much about the load as a
+            # finished one: it spaces the next partials and holds back early final decodes
+            self._last_partial_s = max(self._last_partial_s, time.monotonic() - started)
             raise
         except Exception:  # noqa: BLE001 - a partial is best effort; the final reports failures
             logger.warning("partial decode failed", exc_info=True)

@@ -96,16 +96,15 @@ class JobRunner:
         def progress(stage: str, fraction: float) -> None:
             state["stage"], state["progress"] = stage, fraction
 
-        async def transcribe():
-            return await self.service.transcribe(
+        work = asyncio.create_task(
+            self.service.transcribe(
                 audio,
                 request_for(job["task"], job["form"]),
                 task=job["task"],
                 progress=progress,
                 pieces_in_flight=self.settings.job_pieces_in_flight,
             )
-
-        work = asyncio.create_task(transcribe())
+        )
         status, result, error, stopped = "failed", None, None, False
         try:
             while not work.done():

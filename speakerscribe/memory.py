@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
+import time
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ _started = False
 _lock = threading.Lock()
 
 
+@functools.cache
 def _malloc_trim():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -53,8 +56,8 @@ def start_heap_trimmer(interval_s: float = 10.0) -> bool:
         _started = True
 
     def loop() -> None:
-        stop = threading.Event()
-        while not stop.wait(interval_s):
+        while True:
+            time.sleep(interval_s)
             trim(0)
 
     threading.Thread(target=loop, name="heap-trimmer", daemon=True).start()

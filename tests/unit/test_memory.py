@@ -37,7 +37,7 @@ def test_memory_freed_by_a_worker_thread_is_returned():
     after = anon_mb()
     print(f"anon {before:.0f} MB -> {after:.0f} MB after the trim")
     assert before - after > 100, (before, after)
-    assert len(kept) == 50
+    kept.clear()  # alive until here, so the trim had to work around them
 
 
 def test_the_trimmer_starts_once_per_process_and_zero_turns_it_off():

@@ -1,16 +1,19 @@
 """Live transcription latency: end of an utterance → its final event, at 1 and 8 streams.
 
-Starts the application itself and streams pyannote's sample.wav (a 30 s two-speaker call)
-over ``/v1/realtime`` at real time, as a microphone would, from 1 and then 8 concurrent
-clients (server VAD, diarization on). For every final (``...transcription.completed``)
-the latency is its arrival minus the wall time at which the utterance's last speech was
-sent. That speech end is read off the clip itself (Silero VAD over the whole file, the
-last speech end before the item's ``speech_stopped``), so the latency includes the
-silence the server's VAD waits for before it commits, as a user would feel it. Every
-final is waited for (up to a minute), so a slow one counts rather than drops out; a
-``failed`` final is counted apart. ``--streams 1 1 1`` runs three rounds of one stream.
+Starts the application itself and streams a conversation over ``/v1/realtime`` at real
+time, as a microphone would, from 1 and then 8 concurrent clients (server VAD,
+diarization on). The default conversation is MANIFEST.md's longer one: sample.wav (a
+telephone call), dev00.wav and dev01.wav (meetings) back to back, 90 s of two-speaker
+speech; ``--clip sample`` streams sample.wav alone (30 s, three finals). For every final
+(``...transcription.completed``) the latency is its arrival minus the wall time at which
+the utterance's last speech was sent. That speech end is read off the audio itself
+(Silero VAD over the whole stream, the last speech end before the item's
+``speech_stopped``), so the latency includes the silence the server's VAD waits for
+before it commits, as a user would feel it. Every final is waited for (up to a minute),
+so a slow one counts rather than drops out; a ``failed`` final is counted apart.
+``--streams 1 1 1`` runs three rounds of one stream.
 
-    python load/bench_realtime.py [--streams 1 8] [--speed 1.0]
+    python load/bench_realtime.py [--streams 1 8] [--speed 1.0] [--clip conversation|sample]
 """
 
 from __future__ import annotations
@@ -35,23 +38,31 @@ FINAL_WAIT_S = 60.0
 QUIET_S = 10.0
 
 
-def frames_of(path) -> list[bytes]:
+CLIPS = {
+    "conversation": ["pyannote/sample.wav", "pyannote/dev00.wav", "pyannote/dev01.wav"],
+    "sample": ["pyannote/sample.wav"],
+}
+
+
+def audio_of(clip: str) -> np.ndarray:
+    """The clip's files back to back, 16 kHz."""
     from speakerscribe.audio import decode_audio_bytes
 
-    audio = soxr.resample(decode_audio_bytes(path.read_bytes()), 16_000, RATE)
+    return np.concatenate([decode_audio_bytes((testdata_dir() / name).read_bytes()) for name in CLIPS[clip]])
+
+
+def frames_of(audio_16k: np.ndarray) -> list[bytes]:
+    audio = soxr.resample(audio_16k, 16_000, RATE)
     audio = np.concatenate([audio, np.zeros(2 * RATE, np.float32)])  # trailing silence ends the last turn
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(RATE * FRAME_S) * 2
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
-def speech_ends(path) -> np.ndarray:
-    """Seconds where speech ends in the clip, by Silero VAD over the whole file."""
+def speech_ends(audio: np.ndarray) -> np.ndarray:
+    """Seconds where speech ends in the stream, by Silero VAD over all of it."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    from speakerscribe.audio import decode_audio_bytes
-
-    audio = decode_audio_bytes(path.read_bytes())
     spans = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=SILENCE_MS // 2))
     return np.array([span["end"] / 16_000 for span in spans])
 
@@ -130,10 +141,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--speed", type=float, default=1.0, help="× real time")
+    parser.add_argument("--clip", choices=sorted(CLIPS), default="conversation")
     parser.add_argument("--port", type=int, default=8128)
     args = parser.parse_args()
-    clip = testdata_dir() / "pyannote/sample.wav"
-    frames, ends = frames_of(clip), speech_ends(clip)
+    audio = audio_of(args.clip)
+    frames, ends = frames_of(audio), speech_ends(audio)
     rows = []
     with running_app(args.port) as base:
         url = base.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
@@ -145,13 +157,14 @@ def main() -> None:
             failed = sum(count for _, count in results)
             rows.append((streams, len(latencies), failed, percentile(latencies, 50),
                          percentile(latencies, 95), max(latencies, default=float("nan"))))
-    print(f"\nend of speech → final event, sample.wav at {args.speed:g}× real time, server VAD "
+    names = " + ".join(name.split("/")[-1] for name in CLIPS[args.clip])
+    print(f"\nend of speech → final event, {names} at {args.speed:g}× real time, server VAD "
           f"(silence {SILENCE_MS} ms, included), diarization on")
     print(f"{'streams':>7} {'finals':>6} {'failed':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
     for streams, count, failed, p50, p95, worst in rows:
         print(f"{streams:>7} {count:>6} {failed:>6} {p50:>6.2f} {p95:>6.2f} {worst:>6.2f}")
     streams = " ".join(str(s) for s in args.streams)
-    print(f"\ncommand: python load/bench_realtime.py --streams {streams} --speed {args.speed:g}")
+    print(f"\ncommand: python load/bench_realtime.py --streams {streams} --speed {args.speed:g} --clip {args.clip}")
 
 
 if __name__ == "__main__":

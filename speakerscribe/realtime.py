@@ -473,13 +473,16 @@ class _Turn:
 
 
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
+TURN_PAUSE_S = 0.3
 
 
 def sentence_segments(segments: list[Segment]) -> list[Segment]:
-    """Whisper segments cut after each sentence, timed by their words.
+    """Whisper segments cut after each sentence, and at pauses between words.
 
     Speakers mostly take turns between sentences, while one Whisper segment often spans
-    several turns; a sentence is the unit that gets one speaker.
+    several turns; a sentence is the unit that gets one speaker. Whisper's punctuation
+    varies with the audio around it ("Diane in New Jersey, and I'm Sheila"), so a pause
+    of ``TURN_PAUSE_S`` inside a sentence, where a turn can change too, also cuts.
     """
     pieces: list[Segment] = []
     for segment in segments:
@@ -489,7 +492,12 @@ def sentence_segments(segments: list[Segment]) -> list[Segment]:
         sentence = []
         for index, word in enumerate(segment.words):
             sentence.append(word)
-            if word.word.rstrip().endswith(SENTENCE_ENDS) or index == len(segment.words) - 1:
+            last = index == len(segment.words) - 1
+            if (
+                last
+                or word.word.rstrip().endswith(SENTENCE_ENDS)
+                or segment.words[index + 1].start - word.end >= TURN_PAUSE_S
+            ):
                 pieces.append(
                     replace(
                         segment,
@@ -535,6 +543,8 @@ class RealtimeTranscriptionSession:
         min_speaker_segment_s: float = 1.0,
         max_utterance_s: float = 25.0,
         cut_search_s: float = 10.0,
+        long_turn_s: float = 6.0,
+        long_turn_silence_ms: int = 250,
         partial_interval_s: float = 1.0,
         min_speech_ms: int = 100,
         max_pending_finals: int = 4,
@@ -558,6 +568,11 @@ class RealtimeTranscriptionSession:
         self.min_speaker_segment_s = min_speaker_segment_s
         self._max_utterance = int(max_utterance_s * SAMPLE_RATE) // VAD_WINDOW
         self._cut_search = int(cut_search_s * SAMPLE_RATE) // VAD_WINDOW
+        # a turn longer than long_turn_s ends at a shorter pause: its final comes while
+        # the talk goes on, and the one after the last word is for a few seconds of
+        # audio, not for a 25 s monologue (or a quick back-and-forth with no long pause)
+        self._long_turn = int(long_turn_s * SAMPLE_RATE) // VAD_WINDOW
+        self._long_turn_silence = max(1, -(-long_turn_silence_ms // WINDOW_MS))
         self._partial_interval = max(1, int(partial_interval_s * SAMPLE_RATE) // VAD_WINDOW)
         self._last_partial_s = 0.0
         self._min_speech = max(1, -(-min_speech_ms // WINDOW_MS))
@@ -776,6 +791,8 @@ class RealtimeTranscriptionSession:
         elif probability < neg_threshold and turn.silence_since is None:
             turn.silence_since = position
         silence_windows = -(-vad.silence_duration_ms // WINDOW_MS)
+        if self._buffer.end - turn.start >= self._long_turn:
+            silence_windows = min(silence_windows, self._long_turn_silence)
         paused = 0 if turn.silence_since is None else position + 1 - turn.silence_since
         if paused >= silence_windows:
             await self._send(

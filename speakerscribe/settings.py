@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     whisper_compute_type: str = Field(
         "auto", description="CTranslate2 compute type; auto picks float16 on GPU, int8 on CPU."
     )
-    whisper_cpu_threads: int = Field(0, ge=0, description="0 lets CTranslate2 decide.")
+    whisper_cpu_threads: int = Field(
+        0, ge=0, description="CTranslate2 threads on CPU; 0: the machine's cores, at most 4."
+    )
     beam_size: int = Field(5, ge=1, le=20)
     max_batch_size: int = Field(8, ge=1, le=256, description="pieces per Transcriber model call")
     batch_wait_timeout_s: float = Field(0.01, ge=0.0, le=10.0)

@@ -80,6 +80,17 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
+def resolve_cpu_threads(cpu_threads: int) -> int:
+    """0 → this machine's cores, at most 4: faster-whisper's own default.
+
+    Inside a Ray actor OMP_NUM_THREADS is ceil(num_cpus), 1 for the Transcriber, and
+    CTranslate2 follows it when given 0: decoding would use one core of many.
+    """
+    if cpu_threads > 0:
+        return cpu_threads
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def load_whisper_model(
     model: str,
     *,
@@ -102,7 +113,7 @@ def load_whisper_model(
         str(Path(source).expanduser()) if is_local else source,
         device=device,
         compute_type=resolve_compute_type(compute_type, device),
-        cpu_threads=cpu_threads,
+        cpu_threads=resolve_cpu_threads(cpu_threads),
         download_root=str(download_root) if download_root and not is_local else None,
         local_files_only=is_local,
     )

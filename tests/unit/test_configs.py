@@ -149,3 +149,26 @@ def test_stage_deadlines_end_a_request_before_serves_timeout(name):
     per_stage = settings.stage_timeout_s + settings.stage_timeout_per_audio_s * settings.max_audio_duration_s
     longest_request = settings.stage_timeout_s + 2 * per_stage
     assert config["http_options"]["request_timeout_s"] > longest_request
+
+
+def test_cpu_config_schedules_on_two_cores():
+    """`make serve` on a 2-core laptop or CI runner: every replica's CPU request fits at once."""
+    (app,) = load("serve_config.cpu.yaml")["applications"]
+    requested = sum(
+        d.get("ray_actor_options", {}).get("num_cpus", 0) * d.get("num_replicas", 1)
+        for d in app["deployments"]
+    )
+    names = {d["name"] for d in app["deployments"]}
+    assert names == {"SpeechIngress", "VocalSeparator", "Transcriber", "Diarizer", "JobRunner"}
+    assert requested <= 2
+
+
+def test_whisper_threads_default_to_the_machine_not_rays_pin(monkeypatch):
+    """Ray sets OMP_NUM_THREADS=1 in a 1-CPU replica; CTranslate2 would follow it."""
+    from speakerscribe.transcription import resolve_cpu_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert resolve_cpu_threads(0) == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
+    assert resolve_cpu_threads(0) == 4
+    assert resolve_cpu_threads(3) == 3

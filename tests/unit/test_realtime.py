@@ -391,7 +391,8 @@ def test_long_speech_is_cut_at_a_pause_under_whisper_window(sample):
     events = Recorder()
 
     async def run():
-        session = RealtimeTranscriptionSession(models.transcribe, events)
+        # no shorter pause ends a long turn either: only the 25 s cut is left
+        session = RealtimeTranscriptionSession(models.transcribe, events, long_turn_s=30.0)
         await session.handle_event(
             {
                 "type": "session.update",
@@ -557,6 +558,30 @@ def test_finals_are_sent_in_commit_order_even_when_they_finish_out_of_order(samp
     assert [e["item_id"] for e in events.of(".completed")] == committed
 
 
+def test_a_long_turn_ends_at_a_shorter_pause(sample):
+    """sample.wav's talk from 7 s has no 500 ms pause for 22 s; past 6 s a 250 ms pause ends
+    the turn, so a final comes while the talk goes on."""
+
+    def items(**policy) -> list[float]:
+        models = FakeModels()
+        events = Recorder()
+
+        async def run():
+            session = RealtimeTranscriptionSession(models.transcribe, events, **policy)
+            await feed(session, pcm16(sample[7 * SAMPLE_RATE :]))
+            await session.close()
+
+        asyncio.run(run())
+        assert len(events.of("speech_started")) == len(events.of("speech_stopped"))
+        return [e["usage"]["seconds"] for e in events.of(".completed")]
+
+    one_turn = items(long_turn_s=30.0)
+    cut = items()
+    assert max(one_turn) > 20.0
+    assert len(cut) > len(one_turn)
+    assert max(cut) < max(one_turn) - 5.0
+
+
 def test_the_final_decode_starts_early_in_the_pause(sample):
     """Server VAD waits 500 ms of pause before it commits; the final decode starts 160 ms
     into the pause and is the one sent, so most of that wait is not added to the latency."""
@@ -613,6 +638,7 @@ def test_ten_minutes_of_audio_use_a_fixed_buffer(sample):
             events,
             models.embed,
             max_speakers=3,
+            long_turn_s=30.0,  # turns run to the 25 s cut: the bound is reached
             config=RealtimeSessionConfig(enable_speaker_diarization=True),
         )
         largest, step = 0, 24_000 * 2  # 1 s frames

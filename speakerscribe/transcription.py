@@ -88,7 +88,11 @@ def resolve_cpu_threads(cpu_threads: int) -> int:
     """
     if cpu_threads > 0:
         return cpu_threads
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        cores = len(os.sched_getaffinity(0))
+    else:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 def load_whisper_model(

@@ -910,7 +910,6 @@ class RealtimeTranscriptionSession:
             or self._buffer.end < turn.next_partial
             or (self._partial is not None and not self._partial.done())
             or turn.silence_since is not None  # maybe the end: keep the model free for the final
-            or self._finals  # finals first: a partial would queue beside the stream's own final
         ):
             return
         # Leave the model idle at least half the time, so finals do not queue behind partials

@@ -7,7 +7,7 @@ from ``sample.rttm`` and ``debug.development.rttm`` shifted) through an in-proce
 it takes the frames, once per policy:
 
 - ``long_turn_s``: past this, a 250 ms pause ends a turn (30: only the 500 ms pause does);
-- ``TURN_PAUSE_S``: a pause between words that also splits a sentence for labelling
+- ``turn_pause_s``: a pause between words that also splits a sentence for labelling
   (99: only sentence ends do).
 
 It prints, per policy and stream: items, the longest item, speakers found, and the DER of
@@ -53,7 +53,9 @@ def stream_of(names: list[str]) -> tuple[np.ndarray, list[SpeakerTurn]]:
     return np.concatenate(audio), turns
 
 
-def live_segments(audio: np.ndarray, whisper, encoder, long_turn_s: float) -> tuple[list[dict], list[float]]:
+def live_segments(
+    audio: np.ndarray, whisper, encoder, long_turn_s: float, turn_pause_s: float
+) -> tuple[list[dict], list[float]]:
     """The session's ``.segment`` events and its items' lengths (s)."""
     from resemblyzer.audio import normalize_volume
 
@@ -76,7 +78,9 @@ def live_segments(audio: np.ndarray, whisper, encoder, long_turn_s: float) -> tu
         events.append(event)
 
     async def run() -> None:
-        session = realtime.RealtimeTranscriptionSession(transcribe, emit, embed, long_turn_s=long_turn_s)
+        session = realtime.RealtimeTranscriptionSession(
+            transcribe, emit, embed, long_turn_s=long_turn_s, turn_pause_s=turn_pause_s
+        )
         await session.start()
         diarized = {"type": "transcription", "enable_speaker_diarization": True}
         await session.handle_event({"type": "session.update", "session": diarized})
@@ -102,26 +106,24 @@ def main() -> None:
 
     whisper = BatchTranscriber(load_whisper_model("embedded", device="cpu"))
     encoder = VoiceEncoder("cpu", verbose=False, weights_fpath=resemblyzer_weights_path())
-    default_pause = realtime.TURN_PAUSE_S
     header = ["long_turn_s", "turn_pause_s", "stream       ", "items", "longest s", "speakers", "   DER"]
     print(" ".join(header))
-    try:
-        for long_turn_s, pause_s in POLICIES:
-            realtime.TURN_PAUSE_S = pause_s
-            for stream, names in STREAMS.items():
-                audio, reference = stream_of(names)
-                segments, items = live_segments(audio, whisper, encoder, long_turn_s)
-                hypothesis = [SpeakerTurn(s["start"], s["end"], s["speaker"]) for s in segments]
-                der = diarization_error_rate(reference, hypothesis)
-                speakers = len({s["speaker"] for s in segments})
-                print(
-                    f"{long_turn_s:>11g} {pause_s:>12g} {stream:<13} {len(items):>5} {max(items):>9.1f} "
-                    f"{speakers:>8} {der:>6.3f}",
-                    flush=True,
-                )
-    finally:
-        realtime.TURN_PAUSE_S = default_pause
-    print(f"\nshipped: long_turn_s 6, TURN_PAUSE_S {default_pause:g}\ncommand: python load/evaluate_live_speakers.py")
+    streams = {stream: stream_of(names) for stream, names in STREAMS.items()}
+    for long_turn_s, pause_s in POLICIES:
+        for stream, (audio, reference) in streams.items():
+            segments, items = live_segments(audio, whisper, encoder, long_turn_s, pause_s)
+            hypothesis = [SpeakerTurn(s["start"], s["end"], s["speaker"]) for s in segments]
+            der = diarization_error_rate(reference, hypothesis)
+            speakers = len({s["speaker"] for s in segments})
+            print(
+                f"{long_turn_s:>11g} {pause_s:>12g} {stream:<13} {len(items):>5} {max(items):>9.1f} "
+                f"{speakers:>8} {der:>6.3f}",
+                flush=True,
+            )
+    print(
+        f"\nshipped: long_turn_s 6, turn_pause_s {realtime.TURN_PAUSE_S:g}"
+        "\ncommand: python load/evaluate_live_speakers.py"
+    )
 
 
 if __name__ == "__main__":

@@ -476,13 +476,13 @@ SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 TURN_PAUSE_S = 0.3
 
 
-def sentence_segments(segments: list[Segment]) -> list[Segment]:
+def sentence_segments(segments: list[Segment], turn_pause_s: float = TURN_PAUSE_S) -> list[Segment]:
     """Whisper segments cut after each sentence, and at pauses between words.
 
     Speakers mostly take turns between sentences, while one Whisper segment often spans
     several turns; a sentence is the unit that gets one speaker. Whisper's punctuation
     varies with the audio around it ("Diane in New Jersey, and I'm Sheila"), so a pause
-    of ``TURN_PAUSE_S`` inside a sentence, where a turn can change too, also cuts.
+    of ``turn_pause_s`` inside a sentence, where a turn can change too, also cuts.
     """
     pieces: list[Segment] = []
     for segment in segments:
@@ -496,7 +496,7 @@ def sentence_segments(segments: list[Segment]) -> list[Segment]:
             if (
                 last
                 or word.word.rstrip().endswith(SENTENCE_ENDS)
-                or segment.words[index + 1].start - word.end >= TURN_PAUSE_S
+                or segment.words[index + 1].start - word.end >= turn_pause_s
             ):
                 pieces.append(
                     replace(
@@ -545,6 +545,7 @@ class RealtimeTranscriptionSession:
         cut_search_s: float = 10.0,
         long_turn_s: float = 6.0,
         long_turn_silence_ms: int = 250,
+        turn_pause_s: float = TURN_PAUSE_S,
         partial_interval_s: float = 1.0,
         min_speech_ms: int = 100,
         max_pending_finals: int = 4,
@@ -573,6 +574,7 @@ class RealtimeTranscriptionSession:
         # audio, not for a 25 s monologue (or a quick back-and-forth with no long pause)
         self._long_turn = int(long_turn_s * SAMPLE_RATE) // VAD_WINDOW
         self._long_turn_silence = max(1, -(-long_turn_silence_ms // WINDOW_MS))
+        self.turn_pause_s = turn_pause_s
         self._partial_interval = max(1, int(partial_interval_s * SAMPLE_RATE) // VAD_WINDOW)
         self._last_partial_s = 0.0
         self._min_speech = max(1, -(-min_speech_ms // WINDOW_MS))
@@ -948,7 +950,7 @@ class RealtimeTranscriptionSession:
         """Transcribe ``audio`` for good (and embed its sentences when diarizing)."""
         options = await self._options(audio, partial=False, words=diarize)
         segments = await self._transcribe(audio, options)
-        pieces = sentence_segments(segments) if diarize else segments
+        pieces = sentence_segments(segments, self.turn_pause_s) if diarize else segments
         embeddings = await self._embed_segments(audio, pieces) if diarize else None
         return _Decoded(segments, pieces, embeddings)
 

@@ -690,6 +690,19 @@ def test_speaker_tracker_labels_in_order_and_stays_bounded():
     assert [letter_label(i) for i in (0, 25, 26)] == ["A", "Z", "AA"]
 
 
+def test_a_pause_between_words_also_cuts_a_sentence():
+    """'… New Jersey, [0.4 s] and I'm Sheila': a turn can change there, comma or not."""
+    words = [
+        Word(" in", 0.0, 0.2),
+        Word(" Jersey,", 0.2, 0.6),
+        Word(" and", 1.0, 1.2),
+        Word(" I'm", 1.2, 1.4),
+    ]
+    segment = Segment(0, 0, 0.0, 1.4, " in Jersey, and I'm", words=words)
+    assert [p.text for p in sentence_segments([segment])] == [" in Jersey,", " and I'm"]
+    assert [p.text for p in sentence_segments([segment], turn_pause_s=0.5)] == [" in Jersey, and I'm"]
+
+
 def test_sentences_become_segments():
     words = [
         Word(" Hi.", 0.0, 0.4),

@@ -63,6 +63,7 @@ class Transcriber:
             description="Seconds of audio decoded by Whisper.",
         )
         self.model_calls = 0
+        self.model_seconds = 0.0
         self.pieces_by_model: dict[str, int] = defaultdict(int)
         self.pieces_served = 0
         self.largest_batch = 0
@@ -79,6 +80,7 @@ class Transcriber:
             device=self.settings.whisper_device,
             compute_type=self.settings.whisper_compute_type,
             cpu_threads=self.settings.whisper_cpu_threads,
+            workers=self.settings.whisper_workers,
             download_root=self.settings.model_cache_dir / "whisper",
         )
         return BatchTranscriber(model, pack_short_pieces=self.settings.pack_short_pieces)
@@ -138,6 +140,7 @@ class Transcriber:
         """Counters the tests and benchmarks read to see batching at work."""
         return {
             "model_calls": self.model_calls,
+            "model_seconds": round(self.model_seconds, 3),
             "pieces_served": self.pieces_served,
             "pieces_by_model": dict(self.pieces_by_model),
             "largest_batch": self.largest_batch,
@@ -178,6 +181,7 @@ class Transcriber:
             self._batch_size.observe(len(indices))
             self._audio_seconds.inc(sum(pieces[i].shape[0] for i in indices) / SAMPLE_RATE)
             self.model_calls += 1
+            self.model_seconds += self._last_call_s
             self.pieces_served += len(indices)
             self.pieces_by_model[option.model or self.settings.model_id] += len(indices)
             self.largest_batch = max(self.largest_batch, len(indices))

@@ -26,6 +26,17 @@ def testdata_dir() -> Path:
 @contextlib.contextmanager
 def running_app(port: int, **settings):
     """ray.init + serve.run of pipeline_graph.build(settings) on 127.0.0.1:port."""
+    with running_apps(port, {"bench": settings}) as bases:
+        yield bases["bench"]
+
+
+@contextlib.contextmanager
+def running_apps(port: int, apps: dict[str, dict]):
+    """Several applications side by side, ``name`` → its base URL.
+
+    One app keeps the route ``/``; with more, each is served under ``/<name>``, so a
+    benchmark can drive them in turn within one run (this machine is noisy over time).
+    """
     import ray
     from ray import serve
 
@@ -34,17 +45,21 @@ def running_app(port: int, **settings):
 
     # as the shipped configs: Ray's per-task event records off (see README, "Memory")
     os.environ.setdefault("RAY_enable_task_events", "0")
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=8 * len(apps), include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build(load_settings(**settings)), name="bench", route_prefix="/")
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/health", timeout=10).status_code == 200:
-                    break
-            time.sleep(1)
-        yield base
+        bases = {}
+        for name, settings in apps.items():
+            prefix = "/" if len(apps) == 1 else f"/{name}"
+            serve.run(build(load_settings(**settings)), name=name, route_prefix=prefix)
+            bases[name] = f"http://127.0.0.1:{port}{prefix.rstrip('/')}"
+        for base in bases.values():
+            for _ in range(300):
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{base}/health", timeout=10).status_code == 200:
+                        break
+                time.sleep(1)
+        yield bases
     finally:
         with contextlib.suppress(Exception):
             serve.shutdown()

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     whisper_cpu_threads: int = Field(
         0, ge=0, description="CTranslate2 threads on CPU; 0: the machine's cores, at most 4."
     )
+    whisper_workers: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="CTranslate2 workers; a batch is split across them and decoded side by side. "
+        "0: one on GPU; on CPU enough to fill the cores, at least two",
+    )
     beam_size: int = Field(5, ge=1, le=20)
     max_batch_size: int = Field(8, ge=1, le=256, description="pieces per Transcriber model call")
     batch_wait_timeout_s: float = Field(0.01, ge=0.0, le=10.0)

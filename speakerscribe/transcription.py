@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -80,6 +81,12 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS, Windows
+
+
 def resolve_cpu_threads(cpu_threads: int) -> int:
     """0 → this machine's cores, at most 4: faster-whisper's own default.
 
@@ -88,11 +95,23 @@ def resolve_cpu_threads(cpu_threads: int) -> int:
     """
     if cpu_threads > 0:
         return cpu_threads
-    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
-        cores = len(os.sched_getaffinity(0))
-    else:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return max(1, min(4, _cores()))
+
+
+def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
+    """0 → one CTranslate2 worker on a GPU; on a CPU enough to fill the cores, at least two.
+
+    A batch is split across the workers (``BatchTranscriber``). On a CPU a small decoder
+    step scales badly over threads, so two calls side by side on 2 threads each beat one
+    call of twice the size (``load/bench_batching.py``); a lone piece still gets all
+    ``cpu_threads``. On a GPU one call of the whole batch is what batching is for.
+    """
+    if workers > 0:
+        return workers
+    if device == "cuda":
+        return 1
+    cores = _cores()
+    return 1 if cores < 2 else max(2, min(8, cores // resolve_cpu_threads(cpu_threads)))
 
 
 def load_whisper_model(
@@ -101,6 +120,7 @@ def load_whisper_model(
     device: str = "auto",
     compute_type: str = "auto",
     cpu_threads: int = 0,
+    workers: int = 0,
     download_root: str | Path | None = None,
 ) -> WhisperModel:
     """'embedded' → the tiny.en model shipped on PyPI; otherwise any faster-whisper id or path.
@@ -109,6 +129,7 @@ def load_whisper_model(
     (the shared model cache) the first time, as faster-whisper does.
     """
     device = whisper_device(device)
+    threads = resolve_cpu_threads(cpu_threads)
     source = str(whisper_tiny_en_path()) if model == "embedded" else model
     is_local = Path(source).expanduser().is_dir()
     if not is_local and os.sep in source and not source.count("/") == 1:
@@ -117,7 +138,8 @@ def load_whisper_model(
         str(Path(source).expanduser()) if is_local else source,
         device=device,
         compute_type=resolve_compute_type(compute_type, device),
-        cpu_threads=resolve_cpu_threads(cpu_threads),
+        cpu_threads=threads,
+        num_workers=resolve_workers(workers, device, threads),
         download_root=str(download_root) if download_root and not is_local else None,
         local_files_only=is_local,
     )
@@ -129,6 +151,8 @@ class BatchTranscriber:
     def __init__(self, model: WhisperModel, pack_short_pieces: bool = False):
         self.model = model
         self.pack_short_pieces = pack_short_pieces
+        self.workers = max(1, int(getattr(model.model, "num_workers", 1)))
+        self._pool = ThreadPoolExecutor(self.workers, "whisper-worker") if self.workers > 1 else None
         self._pipeline = BatchedInferencePipeline(model)
         self.is_multilingual = bool(model.model.is_multilingual)
 
@@ -152,7 +176,7 @@ class BatchTranscriber:
         try:
             if self.pack_short_pieces and len(pieces) > 1:
                 return self._transcribe_packed(pieces, options)
-            return list(self._transcribe_batch(pieces, options))
+            return self._transcribe_split(pieces, options)
         except Exception:  # noqa: BLE001 - isolate the failing piece below
             if len(pieces) == 1:
                 logger.exception("Whisper failed on a piece")
@@ -170,7 +194,7 @@ class BatchTranscriber:
         if len(windows) == len(pieces):  # nothing shares a window: plain batching
             return list(self._transcribe_batch(pieces, options))
         packed_options = replace(options, word_timestamps=True)  # words carry pieces apart
-        decoded = list(self._transcribe_batch([assemble(pieces, w) for w in windows], packed_options))
+        decoded = self._transcribe_split([assemble(pieces, w) for w in windows], packed_options)
         results: list[PieceTranscript | Exception] = [None] * len(pieces)  # type: ignore[list-item]
         for window, transcript in zip(windows, decoded):
             if len(window) == 1:
@@ -187,6 +211,35 @@ class BatchTranscriber:
         if missed:
             again = self._transcribe_batch([pieces[i] for i in missed], options)
             for index, transcript in zip(missed, again):
+                results[index] = transcript
+        return results
+
+    def _transcribe_split(
+        self, pieces: list[np.ndarray], options: DecodeOptions
+    ) -> list[PieceTranscript]:
+        """One share of the batch per CTranslate2 worker, decoded side by side.
+
+        On a CPU the encoder costs the same per piece in any batch, and a decoder step
+        is too small to spread well over threads; two calls at once keep the cores
+        busier (see ``resolve_workers``). Pieces are dealt out longest first to the
+        least loaded share (a short piece counts as 5 s: its window is 30 s anyway),
+        so the shares end together. Each piece's result is independent of its share.
+        """
+        if self._pool is None or len(pieces) < 2:
+            return list(self._transcribe_batch(pieces, options))
+        shares: list[list[int]] = [[] for _ in range(min(self.workers, len(pieces)))]
+        loads = [0] * len(shares)
+        for index in sorted(range(len(pieces)), key=lambda i: -pieces[i].shape[0]):
+            lightest = loads.index(min(loads))
+            shares[lightest].append(index)
+            loads[lightest] += max(pieces[index].shape[0], 5 * SAMPLE_RATE)
+        futures = [
+            self._pool.submit(lambda share: list(self._transcribe_batch([pieces[i] for i in share], options)), share)
+            for share in shares
+        ]
+        results: list[PieceTranscript] = [None] * len(pieces)  # type: ignore[list-item]
+        for share, future in zip(shares, futures):
+            for index, transcript in zip(share, future.result()):
                 results[index] = transcript
         return results
 

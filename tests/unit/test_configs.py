@@ -172,3 +172,16 @@ def test_whisper_threads_default_to_the_machine_not_rays_pin(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
     assert resolve_cpu_threads(0) == 4
     assert resolve_cpu_threads(3) == 3
+
+
+def test_whisper_workers_fill_a_cpu_and_stay_one_on_a_gpu(monkeypatch):
+    from speakerscribe.transcription import resolve_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert resolve_workers(0, "cpu", 0) == 2  # two 2-thread workers: measured faster than one
+    assert resolve_workers(0, "cuda", 0) == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    assert resolve_workers(0, "cpu", 0) == 4  # 4 threads each
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert resolve_workers(0, "cpu", 0) == 1
+    assert resolve_workers(3, "cuda", 0) == 3

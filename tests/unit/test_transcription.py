@@ -18,7 +18,8 @@ from speakerscribe.types import SAMPLE_RATE
 
 @pytest.fixture(scope="module")
 def transcriber() -> BatchTranscriber:
-    return BatchTranscriber(load_whisper_model("embedded", device="cpu"))
+    """Two workers on any machine: a batch is split between them, as on a CPU server."""
+    return BatchTranscriber(load_whisper_model("embedded", device="cpu", workers=2))
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def test_batched_equals_sequential(transcriber, pieces):
     options = DecodeOptions(language="en", beam_size=1, word_timestamps=True)
     alone = [transcriber.transcribe([p], options)[0] for p in pieces]
     together = transcriber.transcribe(pieces, options)
+    assert transcriber.workers == 2  # the batch went to both workers, results back in order
     for one, batched in zip(alone, together):
         assert [s.text for s in one.segments] == [s.text for s in batched.segments]
         words_one = [w for s in one.segments for w in s.words]

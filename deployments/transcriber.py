@@ -69,7 +69,6 @@ class Transcriber:
         self.largest_batch = 0
         self.longest_wait_s = 0.0
         self._busy_until = 0.0  # expected end of the running model call (monotonic)
-        self._last_call_s = 0.0
         self.reconfigure(
             {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
         )
@@ -172,16 +171,17 @@ class Transcriber:
             for index in indices:
                 self._piece_wait.observe(started - queued_at[index])
                 self.longest_wait_s = max(self.longest_wait_s, started - queued_at[index])
-            self._busy_until = started + self._last_call_s
             model = models[indices[0]]
+            self._busy_until = started + model.call_duration.expected(len(indices))
             outputs = await asyncio.to_thread(model.transcribe, [pieces[i] for i in indices], option)
-            self._last_call_s = time.monotonic() - started
+            call_s = time.monotonic() - started
             self._busy_until = 0.0
-            self._model_call_seconds.observe(self._last_call_s)
+            model.call_duration.observe(len(indices), call_s)
+            self._model_call_seconds.observe(call_s)
             self._batch_size.observe(len(indices))
             self._audio_seconds.inc(sum(pieces[i].shape[0] for i in indices) / SAMPLE_RATE)
             self.model_calls += 1
-            self.model_seconds += self._last_call_s
+            self.model_seconds += call_s
             self.pieces_served += len(indices)
             self.pieces_by_model[option.model or self.settings.model_id] += len(indices)
             self.largest_batch = max(self.largest_batch, len(indices))

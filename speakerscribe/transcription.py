@@ -145,6 +145,33 @@ def load_whisper_model(
     )
 
 
+class CallDuration:
+    """Expected seconds of a model call of ``n`` pieces: a moving average per worker round.
+
+    The Transcriber lets the next batch fill until the running call's expected end. A
+    call's time grows with its pieces over the workers, so the estimate does too: after a
+    large call, the batch behind a small one does not wait as long as the large one took.
+    """
+
+    def __init__(self, workers: int = 1, smoothing: float = 0.3):
+        self.workers = max(1, workers)
+        self.smoothing = smoothing
+        self.seconds_per_round = 0.0
+
+    def rounds(self, pieces: int) -> int:
+        return max(1, math.ceil(pieces / self.workers))
+
+    def expected(self, pieces: int) -> float:
+        return self.seconds_per_round * self.rounds(pieces)
+
+    def observe(self, pieces: int, seconds: float) -> None:
+        sample = seconds / self.rounds(pieces)
+        if self.seconds_per_round == 0.0:
+            self.seconds_per_round = sample
+        else:
+            self.seconds_per_round += self.smoothing * (sample - self.seconds_per_round)
+
+
 class BatchTranscriber:
     """Decodes lists of pieces in one model call; plain Python, wrapped by the Ray deployment."""
 
@@ -152,6 +179,7 @@ class BatchTranscriber:
         self.model = model
         self.pack_short_pieces = pack_short_pieces
         self.workers = max(1, int(getattr(model.model, "num_workers", 1)))
+        self.call_duration = CallDuration(self.workers)
         self._pool = ThreadPoolExecutor(self.workers, "whisper-worker") if self.workers > 1 else None
         self._pipeline = BatchedInferencePipeline(model)
         self.is_multilingual = bool(model.model.is_multilingual)

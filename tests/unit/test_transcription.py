@@ -103,3 +103,16 @@ def test_packed_short_pieces_read_the_same(transcriber, testdata):
         duration = clip.shape[0] / 16000
         assert all(0 <= w.start <= w.end <= duration for s in other.segments for w in s.words)
     assert sum(errors) / len(errors) <= 0.1, errors
+
+
+def test_call_duration_scales_with_the_pieces_over_the_workers():
+    """After an 8-piece call the next batch waits for a 1-piece call, not another 8-piece one."""
+    from speakerscribe.transcription import CallDuration
+
+    duration = CallDuration(workers=2, smoothing=0.5)
+    assert duration.expected(4) == 0.0  # nothing seen yet: the configured wait applies
+    duration.observe(8, 4.0)  # 4 rounds of 2 pieces side by side: 1 s a round
+    assert duration.expected(1) == duration.expected(2) == 1.0
+    assert duration.expected(8) == 4.0
+    duration.observe(1, 2.0)  # a slower round moves the average halfway
+    assert duration.expected(3) == 3.0

@@ -250,8 +250,9 @@ class BatchTranscriber:
         On a CPU the encoder costs the same per piece in any batch, and a decoder step
         is too small to spread well over threads; two calls at once keep the cores
         busier (see ``resolve_workers``). Pieces are dealt out longest first to the
-        least loaded share (a short piece counts as 5 s: its window is 30 s anyway),
-        so the shares end together. Each piece's result is independent of its share.
+        least loaded share, so the shares end together; a piece weighs at least 5 s,
+        since every piece pays for a whole 30 s encoder window. A piece's result does
+        not depend on its share.
         """
         if self._pool is None or len(pieces) < 2:
             return list(self._transcribe_batch(pieces, options))
@@ -261,10 +262,11 @@ class BatchTranscriber:
             lightest = loads.index(min(loads))
             shares[lightest].append(index)
             loads[lightest] += max(pieces[index].shape[0], 5 * SAMPLE_RATE)
-        futures = [
-            self._pool.submit(lambda share: list(self._transcribe_batch([pieces[i] for i in share], options)), share)
-            for share in shares
-        ]
+
+        def decode(share: list[int]) -> list[PieceTranscript]:
+            return list(self._transcribe_batch([pieces[i] for i in share], options))
+
+        futures = [self._pool.submit(decode, share) for share in shares]
         results: list[PieceTranscript] = [None] * len(pieces)  # type: ignore[list-item]
         for share, future in zip(shares, futures):
             for index, transcript in zip(share, future.result()):

@@ -119,9 +119,8 @@ def main() -> None:
             order = list(apps) if repeat % 2 == 0 else list(reversed(apps))
             for mode in args.modes:
                 for clients in args.clients:
-                    per_client = args.requests_per_client
                     for app in order:
-                        r = drive(bases[app], clips, clients, per_client, MODES[mode], app)
+                        r = drive(bases[app], clips, clients, args.requests_per_client, MODES[mode], app)
                         runs.setdefault((labels[app], mode, clients), []).append(r)
                         print(f"  repeat {repeat + 1}: {labels[app]:<14} {mode:<14} {clients:>3} clients: "
                               f"{r['throughput']:.2f} audio-s/s", flush=True)

@@ -95,7 +95,7 @@ def main() -> None:
         started = time.perf_counter()
         alone_text[index] = text_of(alone_decoder.transcribe([audio], options)[0])
         alone_seconds += time.perf_counter() - started
-    alone_cost = {index: alone_seconds / len(pool) for index in alone_text}  # mean per piece
+    alone_per_piece = alone_seconds / len(pool)
 
     rng = random.Random(args.seed + 1)
     wers, changed, bad, leaked, inserted = [], 0, [], 0, 0
@@ -105,7 +105,7 @@ def main() -> None:
         started = time.perf_counter()
         packed = packer.transcribe([pool[i][1] for i in batch], options)
         packed_seconds += time.perf_counter() - started
-        alone_equivalent += sum(alone_cost[i] for i in batch)
+        alone_equivalent += alone_per_piece * len(batch)
         for position, (index, transcript) in enumerate(zip(batch, packed)):
             reference, hypothesis = alone_text[index], text_of(transcript)
             if not normalize_text(reference):

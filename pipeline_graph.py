@@ -1,19 +1,25 @@
 """The application: a typed builder that binds the stage deployments into one DAG.
 
-    serve run pipeline_graph:app                      # defaults + SPEAKERSCRIBE_* env
-    serve run pipeline_graph:build beam_size=1        # typed args, validated by Settings
-    serve run serve_config.cpu.yaml                   # the same builder, args from YAML
-    serve deploy serve_config.yaml                    # production, on a GPU cluster
+serve run pipeline_graph:app                      # defaults + SPEAKERSCRIBE_* env
+serve run pipeline_graph:build beam_size=1        # typed args, validated by Settings
+serve run serve_config.cpu.yaml                   # the same builder, args from YAML
+serve deploy serve_config.yaml                    # production, on a GPU cluster
 """
 
 from ray.serve import Application
 
-from deployments.diarizer import Diarizer
-from deployments.ingress import SpeechIngress
-from deployments.jobs import JobRunner
-from deployments.separator import VocalSeparator
-from deployments.transcriber import Transcriber
-from speakerscribe.settings import Settings, load_settings
+from speakerscribe.preflight import check_native_stack
+
+# Before the deployments import torch, torchaudio and CTranslate2: a broken native stack
+# stops the build with one line rather than with a traceback in every replica.
+check_native_stack()
+
+from deployments.diarizer import Diarizer  # noqa: E402 (after the native check)
+from deployments.ingress import SpeechIngress  # noqa: E402
+from deployments.jobs import JobRunner  # noqa: E402
+from deployments.separator import VocalSeparator  # noqa: E402
+from deployments.transcriber import Transcriber  # noqa: E402
+from speakerscribe.settings import Settings, load_settings  # noqa: E402
 
 
 def build(args: Settings) -> Application:

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def sync() -> None:
     config = (REPO / "serve_config.yaml").read_text()
-    embedded = "".join(f"    {line}" if line.strip() else "\n" for line in config.splitlines(keepends=True))
+    embedded = "".join(
+        f"    {line}" if line.strip() else "\n" for line in config.splitlines(keepends=True)
+    )
     manifest = REPO / "cluster/rayservice.yaml"
     text = manifest.read_text()
     block = re.compile(r"(  serveConfigV2: \|\n)(.*?)(\n  rayClusterConfig:)", re.S)

@@ -15,7 +15,9 @@ from speakerscribe.settings import Settings
 from speakerscribe.types import Diarization, DiarizationOptions
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=128)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=128
+)
 class Diarizer:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -28,7 +30,9 @@ class Diarizer:
             device=device,
         )
         segmentation = segmentation_model(self.model)
-        self.overlap_detector = None if segmentation is None else OverlapDetector(segmentation, device=device)
+        self.overlap_detector = (
+            None if segmentation is None else OverlapDetector(segmentation, device=device)
+        )
         # pyannote pipelines keep per-call state: one call at a time per replica.
         self._lock = asyncio.Lock()
 

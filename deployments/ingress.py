@@ -1,6 +1,5 @@
 """The HTTP front door: OpenAI-compatible routes on FastAPI, fanning out to the model stages."""
 
-
 import asyncio
 import json
 import logging
@@ -11,10 +10,16 @@ from urllib.parse import urlparse
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
-from ray.exceptions import RayTaskError
 from ray import serve
+from ray.exceptions import RayTaskError
 from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
@@ -22,6 +27,8 @@ from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import UploadFile
 
 import speakerscribe
+from deployments.jobs import job_table, request_for
+from deployments.stages import HandleStages
 from speakerscribe.auth import ApiKeys
 from speakerscribe.errors import (
     InvalidRequestError,
@@ -47,8 +54,6 @@ from speakerscribe.protocol import (
 from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
 from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import Settings
-from deployments.jobs import job_table, request_for
-from deployments.stages import HandleStages
 from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import Segment
 
@@ -64,7 +69,8 @@ api = FastAPI(
 api.mount("/ui", StaticFiles(directory=Path(speakerscribe.__file__).parent / "static", html=True))
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 409, 413, 415, 429, 500, 503, 504)
+    status: {"model": ErrorResponse}
+    for status in (400, 401, 404, 409, 413, 415, 429, 500, 503, 504)
 }
 
 
@@ -75,10 +81,14 @@ KEY_SUBPROTOCOL = "openai-insecure-api-key."
 def _websocket_key(websocket: WebSocket) -> tuple[str | None, str | None]:
     """(Authorization header value, subprotocol to echo) from a WebSocket handshake."""
     header = websocket.headers.get("authorization")
-    protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    protocols = [
+        p.strip()
+        for p in websocket.headers.get("sec-websocket-protocol", "").split(",")
+        if p.strip()
+    ]
     for protocol in protocols:
         if protocol.startswith(KEY_SUBPROTOCOL) and header is None:
-            header = f"Bearer {protocol[len(KEY_SUBPROTOCOL):]}"
+            header = f"Bearer {protocol[len(KEY_SUBPROTOCOL) :]}"
     echo = "realtime" if "realtime" in protocols else None
     return header, echo
 
@@ -120,7 +130,7 @@ async def _sse(events):
             yield f"data: {json.dumps(event)}\n\n"
     except SpeechServerError as error:
         yield f"data: {json.dumps({'type': 'error', **error.to_openai()})}\n\n"
-    except Exception:  # noqa: BLE001 - the client must learn that the stream failed
+    except Exception:
         logger.exception("transcription stream failed")
         failure = ModelFailureError("transcription failed while streaming")
         yield f"data: {json.dumps({'type': 'error', **failure.to_openai()})}\n\n"
@@ -158,7 +168,8 @@ def _form_schema(model: type = TranscriptionRequest, jobs: bool = False) -> dict
         schema["properties"].pop("stream", None)
         schema["properties"]["webhook_url"] = {
             "type": "string",
-            "description": "POSTed the finished job as JSON ({type: job.succeeded|job.failed|job.cancelled, job})",
+            "description": "POSTed the finished job as JSON "
+            "({type: job.succeeded|job.failed|job.cancelled, job})",
         }
     schema["properties"] = {
         "file": {"type": "string", "format": "binary"},
@@ -227,9 +238,15 @@ class SpeechIngress:
         service = self.service
         if transcription_request.stream:
             prepared = await service.prepare(data, transcription_request)
-            return StreamingResponse(_sse(service.stream_events(prepared)), media_type="text/event-stream")
+            return StreamingResponse(
+                _sse(service.stream_events(prepared)), media_type="text/event-stream"
+            )
         result = await service.transcribe(data, transcription_request)
-        return self._answer(result, transcription_request.response_format, transcription_request.timestamp_granularities)
+        return self._answer(
+            result,
+            transcription_request.response_format,
+            transcription_request.timestamp_granularities,
+        )
 
     @api.post(
         "/v1/audio/translations",
@@ -250,7 +267,9 @@ class SpeechIngress:
         self.api_keys.check(request.headers.get("authorization"))
         fields, data = await self._read_form(request)
         translation_request = TranslationRequest.from_form(fields)
-        result = await self.service.transcribe(data, translation_request.as_transcription(), task="translate")
+        result = await self.service.transcribe(
+            data, translation_request.as_transcription(), task="translate"
+        )
         return self._answer(result, translation_request.response_format)
 
     def _answer(self, result, response_format: str, granularities=("segment",)) -> Response:
@@ -293,7 +312,9 @@ class SpeechIngress:
             return
         await websocket.accept(subprotocol=subprotocol)
         if intent != "transcription":
-            error = InvalidRequestError(f"only intent=transcription is served here, not {intent!r}", param="intent")
+            error = InvalidRequestError(
+                f"only intent=transcription is served here, not {intent!r}", param="intent"
+            )
             await websocket.send_json({"type": "error", **error.to_openai()})
             await websocket.close(code=1008)
             return
@@ -363,7 +384,9 @@ class SpeechIngress:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": _form_schema(TranscriptionRequest, jobs=True)}},
+                "content": {
+                    "multipart/form-data": {"schema": _form_schema(TranscriptionRequest, jobs=True)}
+                },
             }
         },
     )
@@ -378,7 +401,9 @@ class SpeechIngress:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": _form_schema(TranslationRequest, jobs=True)}},
+                "content": {
+                    "multipart/form-data": {"schema": _form_schema(TranslationRequest, jobs=True)}
+                },
             }
         },
     )
@@ -408,7 +433,9 @@ class SpeechIngress:
         chosen = response_format or job["response_format"]
         # the submitted form with this response_format: the same checks as a synchronous request
         asked = request_for(job["task"], {**form, "response_format": chosen})
-        body, media_type = render(result, chosen, getattr(asked, "timestamp_granularities", ("segment",)))
+        body, media_type = render(
+            result, chosen, getattr(asked, "timestamp_granularities", ("segment",))
+        )
         if isinstance(body, dict):
             return JSONResponse(body)
         return PlainTextResponse(body, media_type=media_type)
@@ -445,7 +472,9 @@ class SpeechIngress:
             response_format=fields.get("response_format") or "json",
             webhook_url=webhook_url,
         )
-        return JSONResponse(job, status_code=202, headers={"Location": f"/v1/audio/jobs/{job['id']}"})
+        return JSONResponse(
+            job, status_code=202, headers={"Location": f"/v1/audio/jobs/{job['id']}"}
+        )
 
     def _check_webhook(self, url: str) -> None:
         if not self.settings.job_webhooks:
@@ -455,7 +484,7 @@ class SpeechIngress:
             raise InvalidRequestError("webhook_url must be an http(s) URL", param="webhook_url")
 
     async def _ask(self, method: str, *args, **kwargs):
-        """Call the job table actor; its errors (404, 409, a failed job's own) come back as raised."""
+        """Call the job table actor; its errors (404, 409, a failed job's own) are raised."""
         try:
             return await getattr(self.jobs, method).remote(*args, **kwargs)
         except RayTaskError as error:
@@ -475,11 +504,16 @@ class SpeechIngress:
         default models are loaded on at least one replica of each stage.
         """
         names = ("separator", "transcriber", "diarizer", "job_runner")
-        handles = [self.stages.separator, self.stages.transcriber, self.stages.diarizer, self.job_runner]
+        handles = [
+            self.stages.separator,
+            self.stages.transcriber,
+            self.stages.diarizer,
+            self.job_runner,
+        ]
         results = await asyncio.gather(
             *[asyncio.wait_for(_ready(h), timeout=5.0) for h in handles], return_exceptions=True
         )
-        status = {name: (r is True) for name, r in zip(names, results)}
+        status = {name: (r is True) for name, r in zip(names, results, strict=True)}
         healthy = all(status.values())
         return JSONResponse(
             {
@@ -493,22 +527,28 @@ class SpeechIngress:
     async def _read_form(self, request: Request) -> tuple[dict[str, Any], bytes]:
         """Multipart form → (fields, file bytes); size checked before the body is read."""
         content_type = request.headers.get("content-type", "")
-        if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        if not content_type.startswith(
+            ("multipart/form-data", "application/x-www-form-urlencoded")
+        ):
             raise UnsupportedMediaError(
                 "send the audio as multipart/form-data with a 'file' field", param="file"
             )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.settings.max_upload_bytes:
             raise PayloadTooLargeError(
-                f"upload of {int(declared)} bytes is over the {self.settings.max_upload_bytes} byte limit",
+                f"upload of {int(declared)} bytes is over the "
+                f"{self.settings.max_upload_bytes} byte limit",
                 param="file",
             )
         fields: dict[str, Any] = {}
         data: bytes | None = None
         request = _with_body_limit(request, self.settings.max_upload_bytes)
         try:
-            # text fields hold known speakers' reference clips as data URLs (10 s of CD audio ≈ 2.4 MB)
-            async with request.form(max_files=1, max_fields=64, max_part_size=8 * 1024 * 1024) as form:
+            # text fields hold known speakers' reference clips as data URLs (10 s of CD audio:
+            # 2.4 MB)
+            async with request.form(
+                max_files=1, max_fields=64, max_part_size=8 * 1024 * 1024
+            ) as form:
                 for key in form.keys():
                     name = key.removesuffix("[]")
                     values = form.getlist(key)

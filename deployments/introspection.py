@@ -14,20 +14,26 @@ import ray
 PREFIX = "SERVE_REPLICA::"
 
 
-def replica_actors(app: str | None = None) -> list[tuple[str, str, "ray.actor.ActorHandle"]]:
+def replica_actors(app: str | None = None) -> list[tuple[str, str, ray.actor.ActorHandle]]:
     """(app, deployment, handle) of every live replica, optionally of one application."""
     found = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = entry["name"]
         if not name.startswith(PREFIX):
             continue
-        app_name, deployment, _ = name[len(PREFIX):].split("#", 2)
+        app_name, deployment, _ = name[len(PREFIX) :].split("#", 2)
         if app is None or app_name == app:
             found.append((app_name, deployment, ray.get_actor(name, namespace=entry["namespace"])))
     return found
 
 
-_STATUS_FIELDS = {"VmRSS": "rss_mb", "VmHWM": "peak_mb", "RssAnon": "anon_mb", "RssFile": "file_mb", "RssShmem": "shmem_mb"}
+_STATUS_FIELDS = {
+    "VmRSS": "rss_mb",
+    "VmHWM": "peak_mb",
+    "RssAnon": "anon_mb",
+    "RssFile": "file_mb",
+    "RssShmem": "shmem_mb",
+}
 
 
 def _memory_of_self(_replica) -> dict[str, float]:
@@ -49,5 +55,7 @@ def replica_memory_mb(app: str | None = None) -> dict[str, dict[str, float]]:
     """
     memory = {}
     for app_name, deployment, handle in replica_actors(app):
-        memory[f"{app_name}/{deployment}"] = ray.get(handle.__ray_call__.remote(_memory_of_self), timeout=30)
+        memory[f"{app_name}/{deployment}"] = ray.get(
+            handle.__ray_call__.remote(_memory_of_self), timeout=30
+        )
     return memory

@@ -22,7 +22,6 @@ from ray.actor import ActorHandle
 from ray.serve.handle import DeploymentHandle
 
 from deployments.stages import HandleStages
-
 from speakerscribe.errors import ModelFailureError, SpeechServerError
 from speakerscribe.jobs import JobTable
 from speakerscribe.memory import start_heap_trimmer
@@ -85,7 +84,7 @@ class JobRunner:
                         break
                     job, audio = claimed
                     self.running[job["id"]] = asyncio.create_task(self._run(job, audio))
-            except Exception:  # noqa: BLE001 - the table restarts; keep polling
+            except Exception:
                 logger.exception("job table unreachable")
             await asyncio.sleep(POLL_S)
 
@@ -113,7 +112,7 @@ class JobRunner:
                     stopped = await self.table.heartbeat.remote(
                         job_id, self.runner_id, state["stage"], state["progress"]
                     )
-                except Exception:  # noqa: BLE001 - the table is restarting: keep working
+                except Exception:
                     logger.warning("job %s: heartbeat not delivered", job_id)
                     continue
                 if stopped and not work.done():
@@ -125,14 +124,16 @@ class JobRunner:
             status = "cancelled"
         except SpeechServerError as failure:
             error = failure
-        except Exception:  # noqa: BLE001 - stored as the job's error, the runner lives on
+        except Exception:
             logger.exception("job %s failed", job_id)
             error = ModelFailureError("the job failed while processing its audio")
         finally:
             self.running.pop(job_id, None)
             if not work.done():
                 work.cancel()
-        public = await self.table.finish.remote(job_id, self.runner_id, status, result=result, error=error)
+        public = await self.table.finish.remote(
+            job_id, self.runner_id, status, result=result, error=error
+        )
         if public and job.get("webhook_url"):
             await self._notify(job["webhook_url"], public)
 
@@ -143,7 +144,7 @@ class JobRunner:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0)) as session:
                 async with session.post(url, json=event) as response:
                     response.raise_for_status()
-        except Exception as failure:  # noqa: BLE001
+        except Exception as failure:
             logger.warning("webhook for job %s failed: %s", public["id"], type(failure).__name__)
 
     def stats(self) -> dict:

@@ -13,7 +13,9 @@ from speakerscribe.separation import load_separator
 from speakerscribe.settings import Settings
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8, max_queued_requests=128)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8, max_queued_requests=128
+)
 class VocalSeparator:
     def __init__(self, settings: Settings):
         start_heap_trimmer(settings.heap_trim_interval_s)

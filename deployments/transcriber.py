@@ -70,7 +70,10 @@ class Transcriber:
         self.longest_wait_s = 0.0
         self._busy_until = 0.0  # expected end of the running model call (monotonic)
         self.reconfigure(
-            {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
+            {
+                "max_batch_size": settings.max_batch_size,
+                "batch_wait_timeout_s": settings.batch_wait_timeout_s,
+            }
         )
 
     def _load(self, source: str) -> BatchTranscriber:
@@ -173,7 +176,9 @@ class Transcriber:
                 self.longest_wait_s = max(self.longest_wait_s, started - queued_at[index])
             model = models[indices[0]]
             self._busy_until = started + model.call_duration.expected(len(indices))
-            outputs = await asyncio.to_thread(model.transcribe, [pieces[i] for i in indices], option)
+            outputs = await asyncio.to_thread(
+                model.transcribe, [pieces[i] for i in indices], option
+            )
             call_s = time.monotonic() - started
             self._busy_until = 0.0
             model.call_duration.observe(len(indices), call_s)
@@ -185,6 +190,6 @@ class Transcriber:
             self.pieces_served += len(indices)
             self.pieces_by_model[option.model or self.settings.model_id] += len(indices)
             self.largest_batch = max(self.largest_batch, len(indices))
-            for index, output in zip(indices, outputs):
+            for index, output in zip(indices, outputs, strict=True):
                 results[index] = output
         return results

@@ -45,7 +45,12 @@ def running_apps(port: int, apps: dict[str, dict]):
 
     # as the shipped configs: Ray's per-task event records off (see README, "Memory")
     os.environ.setdefault("RAY_enable_task_events", "0")
-    ray.init(num_cpus=8 * len(apps), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=8 * len(apps),
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         bases = {}
@@ -80,11 +85,16 @@ def long_conversation(minutes: float) -> np.ndarray:
 
     data = testdata_dir()
     names = [
-        "pyannote/sample.wav", "pyannote/dev00.wav", "pyannote/dev01.wav",
-        "faster-whisper/jfk.flac", "faster-whisper/stereo_diarization.wav",
+        "pyannote/sample.wav",
+        "pyannote/dev00.wav",
+        "pyannote/dev01.wav",
+        "faster-whisper/jfk.flac",
+        "faster-whisper/stereo_diarization.wav",
         *[f"speechbrain/spk{s}_snt{n}.wav" for s in (1, 2) for n in (1, 2, 3)],
     ]
     gap = np.zeros(8000, dtype=np.float32)
-    block = np.concatenate([x for n in names for x in (decode_audio_bytes((data / n).read_bytes()), gap)])
+    block = np.concatenate(
+        [x for n in names for x in (decode_audio_bytes((data / n).read_bytes()), gap)]
+    )
     repeats = int(np.ceil(minutes * 60 * 16000 / block.size))
     return np.tile(block, repeats)[: int(minutes * 60 * 16000)]

@@ -9,7 +9,8 @@ in audio-seconds per wall-second, p50/p95 latency, mean pieces per Whisper model
 the Transcriber's busy share and model seconds per piece, and the batched/unbatched
 throughput ratio (of the medians, with each repeat's own ratio beside it).
 
-    python load/bench_batching.py [--clients 1 4 16] [--requests-per-client 3] [--batch-size 16] [--repeats 3]
+    python load/bench_batching.py [--clients 1 4 16] [--requests-per-client 3]
+        [--batch-size 16] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-
 from _server import running_apps, testdata_dir
 
 CLIPS = [
@@ -43,7 +43,12 @@ def transcriber_stats(app: str) -> dict:
 
 
 def drive(
-    base: str, clips: list[tuple[bytes, float]], clients: int, per_client: int, fields: dict, app: str = "bench"
+    base: str,
+    clips: list[tuple[bytes, float]],
+    clients: int,
+    per_client: int,
+    fields: dict,
+    app: str = "bench",
 ) -> dict:
     """Closed loop: each client sends ``per_client`` requests back to back, clips in rotation."""
     latencies: list[float] = []
@@ -55,7 +60,10 @@ def drive(
             data, seconds = clips[(number * per_client + k) % len(clips)]
             started = time.perf_counter()
             response = requests.post(
-                f"{base}/v1/audio/transcriptions", files={"file": ("clip", data)}, data=fields, timeout=1800
+                f"{base}/v1/audio/transcriptions",
+                files={"file": ("clip", data)},
+                data=fields,
+                timeout=1800,
             )
             response.raise_for_status()
             latencies.append(time.perf_counter() - started)
@@ -120,29 +128,45 @@ def main() -> None:
             for mode in args.modes:
                 for clients in args.clients:
                     for app in order:
-                        r = drive(bases[app], clips, clients, args.requests_per_client, MODES[mode], app)
+                        r = drive(
+                            bases[app], clips, clients, args.requests_per_client, MODES[mode], app
+                        )
                         runs.setdefault((labels[app], mode, clients), []).append(r)
-                        print(f"  repeat {repeat + 1}: {labels[app]:<14} {mode:<14} {clients:>3} clients: "
-                              f"{r['throughput']:.2f} audio-s/s", flush=True)
+                        print(
+                            f"  repeat {repeat + 1}: {labels[app]:<14} {mode:<14} "
+                            f"{clients:>3} clients: "
+                            f"{r['throughput']:.2f} audio-s/s",
+                            flush=True,
+                        )
 
     print()
-    header = (f"{'mode':<14} {'clients':>7} | {'config':<14} {'audio-s/s':>9} {'p50 s':>7} {'p95 s':>7} "
-              f"{'pieces/call':>11} {'busy':>5} {'s/piece':>7}")
+    header = (
+        f"{'mode':<14} {'clients':>7} | {'config':<14} {'audio-s/s':>9} {'p50 s':>7} {'p95 s':>7} "
+        f"{'pieces/call':>11} {'busy':>5} {'s/piece':>7}"
+    )
     print(header + f" | {'ratio':>6} {'per repeat':<20}")
     print("-" * (len(header) + 30))
     for mode in args.modes:
         for clients in args.clients:
-            base_runs, batched_runs = runs[(unbatched, mode, clients)], runs[(batched, mode, clients)]
+            base_runs, batched_runs = (
+                runs[(unbatched, mode, clients)],
+                runs[(batched, mode, clients)],
+            )
             base = median_of(base_runs)
             for label, label_runs in ((unbatched, base_runs), (batched, batched_runs)):
                 r = median_of(label_runs)
                 ratio = each = ""
                 if label == batched:
                     ratio = f"{r['throughput'] / base['throughput']:.2f}x"
-                    each = " ".join(f"{b['throughput'] / u['throughput']:.2f}" for u, b in zip(base_runs, label_runs))
+                    each = " ".join(
+                        f"{b['throughput'] / u['throughput']:.2f}"
+                        for u, b in zip(base_runs, label_runs, strict=True)
+                    )
                 print(
-                    f"{mode:<14} {clients:>7} | {label:<14} {r['throughput']:>9.2f} {r['p50']:>7.2f} "
-                    f"{r['p95']:>7.2f} {r['batch']:>11.2f} {r['busy']:>5.0%} {r['per_piece']:>7.2f} | {ratio:>6} {each}"
+                    f"{mode:<14} {clients:>7} | {label:<14} {r['throughput']:>9.2f} "
+                    f"{r['p50']:>7.2f} "
+                    f"{r['p95']:>7.2f} {r['batch']:>11.2f} {r['busy']:>5.0%} "
+                    f"{r['per_piece']:>7.2f} | {ratio:>6} {each}"
                 )
             p50_ratio = median_of(batched_runs)["p50"] / base["p50"]
             print(f"{'':<14} {'':>7} | {'p50 batched/unbatched':<44} {p50_ratio:.2f}")

@@ -17,7 +17,6 @@ import sys
 import time
 
 import requests
-
 from _server import REPO, long_conversation, replica_memory_mb, running_app, testdata_dir, wav_bytes
 
 
@@ -73,13 +72,18 @@ def main() -> None:
 
     rows: list[tuple[str, str]] = []
     with running_app(args.port) as base:
-        full = median_of(args.repeat, lambda: timed_post(base, sample_bytes, response_format="diarized_json"))
+        full = median_of(
+            args.repeat, lambda: timed_post(base, sample_bytes, response_format="diarized_json")
+        )
         alone = median_of(
             args.repeat,
             lambda: timed_post(base, sample_bytes, enable_speaker_diarization="false"),
         )
         rows += [
-            ("sample.wav 30 s, transcription + diarization (server)", f"{full:.2f} s = {30 / full:.1f}x realtime"),
+            (
+                "sample.wav 30 s, transcription + diarization (server)",
+                f"{full:.2f} s = {30 / full:.1f}x realtime",
+            ),
             ("sample.wav 30 s, transcription only (server)", f"{alone:.2f} s"),
         ]
         if long_audio is not None:
@@ -89,7 +93,10 @@ def main() -> None:
             after = replica_memory_mb()
             minutes = long_audio.size / 16000 / 60
             rows += [
-                (f"long file {minutes:.0f} min, full pipeline (server)", f"{long_wall:.1f} s = {minutes * 60 / long_wall:.1f}x realtime"),
+                (
+                    f"long file {minutes:.0f} min, full pipeline (server)",
+                    f"{long_wall:.1f} s = {minutes * 60 / long_wall:.1f}x realtime",
+                ),
                 ("long / 30 s wall-time ratio (target <= 45)", f"{long_wall / full:.1f}"),
             ]
             decoded_mb = long_audio.nbytes / 2**20
@@ -97,8 +104,11 @@ def main() -> None:
             for name, mem in sorted(after.items()):
                 start_rss = before.get(name, {}).get("rss_mb", 0.0)
                 rows.append(
-                    (f"replica {name} memory", f"start {start_rss:.0f} MB, peak {mem['peak_mb']:.0f} MB "
-                     f"(+{(mem['peak_mb'] - start_rss) / decoded_mb:.1f} copies)")
+                    (
+                        f"replica {name} memory",
+                        f"start {start_rss:.0f} MB, peak {mem['peak_mb']:.0f} MB "
+                        f"(+{(mem['peak_mb'] - start_rss) / decoded_mb:.1f} copies)",
+                    )
                 )
     direct = in_process_seconds(sample, settings.beam_size, args.repeat)
     rows += [
@@ -109,7 +119,10 @@ def main() -> None:
     print()
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    print(f"\ncommand: python load/bench_pipeline.py --repeat {args.repeat} --long-minutes {args.long_minutes:g}")
+    print(
+        f"\ncommand: python load/bench_pipeline.py --repeat {args.repeat} --long-minutes "
+        f"{args.long_minutes:g}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import soxr
-from websockets.sync.client import connect
-
 from _server import running_app, testdata_dir
+from websockets.sync.client import connect
 
 RATE = 24_000
 FRAME_S = 0.1
@@ -48,12 +47,16 @@ def audio_of(clip: str) -> np.ndarray:
     """The clip's files back to back, 16 kHz."""
     from speakerscribe.audio import decode_audio_bytes
 
-    return np.concatenate([decode_audio_bytes((testdata_dir() / name).read_bytes()) for name in CLIPS[clip]])
+    return np.concatenate(
+        [decode_audio_bytes((testdata_dir() / name).read_bytes()) for name in CLIPS[clip]]
+    )
 
 
 def frames_of(audio_16k: np.ndarray) -> list[bytes]:
     audio = soxr.resample(audio_16k, 16_000, RATE)
-    audio = np.concatenate([audio, np.zeros(2 * RATE, np.float32)])  # trailing silence ends the last turn
+    audio = np.concatenate(
+        [audio, np.zeros(2 * RATE, np.float32)]
+    )  # trailing silence ends the last turn
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     step = int(RATE * FRAME_S) * 2
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
@@ -67,7 +70,9 @@ def speech_ends(audio: np.ndarray) -> np.ndarray:
     return np.array([span["end"] / 16_000 for span in spans])
 
 
-def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) -> tuple[list[float], int]:
+def one_stream(
+    url: str, frames: list[bytes], ends: np.ndarray, speed: float
+) -> tuple[list[float], int]:
     """Stream at ``speed`` × real time; return each final's latency in seconds, and how
     many items failed."""
     latencies: list[float] = []
@@ -84,7 +89,11 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
             "session": {
                 "type": "transcription",
                 "enable_speaker_diarization": True,
-                "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS}}},
+                "audio": {
+                    "input": {
+                        "turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS}
+                    }
+                },
             },
         }
         socket.send(json.dumps(update))
@@ -117,7 +126,11 @@ def one_stream(url: str, frames: list[bytes], ends: np.ndarray, speed: float) ->
         reader = threading.Thread(target=receive)
         reader.start()
         for index, frame in enumerate(frames):
-            socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(frame).decode()}))
+            socket.send(
+                json.dumps(
+                    {"type": "input_audio_buffer.append", "audio": base64.b64encode(frame).decode()}
+                )
+            )
             pause = started + (index + 1) * FRAME_S / speed - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
@@ -152,19 +165,34 @@ def main() -> None:
         one_stream(url, frames[:30], ends, 4.0)  # warm-up: load VAD and models, open the paths
         for streams in args.streams:
             with ThreadPoolExecutor(streams) as pool:
-                results = list(pool.map(lambda _: one_stream(url, frames, ends, args.speed), range(streams)))
+                results = list(
+                    pool.map(lambda _: one_stream(url, frames, ends, args.speed), range(streams))
+                )
             latencies = [x for result, _ in results for x in result]
             failed = sum(count for _, count in results)
-            rows.append((streams, len(latencies), failed, percentile(latencies, 50),
-                         percentile(latencies, 95), max(latencies, default=float("nan"))))
+            rows.append(
+                (
+                    streams,
+                    len(latencies),
+                    failed,
+                    percentile(latencies, 50),
+                    percentile(latencies, 95),
+                    max(latencies, default=float("nan")),
+                )
+            )
     names = " + ".join(name.split("/")[-1] for name in CLIPS[args.clip])
-    print(f"\nend of speech → final event, {names} at {args.speed:g}× real time, server VAD "
-          f"(silence {SILENCE_MS} ms, included), diarization on")
+    print(
+        f"\nend of speech → final event, {names} at {args.speed:g}× real time, server VAD "
+        f"(silence {SILENCE_MS} ms, included), diarization on"
+    )
     print(f"{'streams':>7} {'finals':>6} {'failed':>6} {'p50 s':>6} {'p95 s':>6} {'max s':>6}")
     for streams, count, failed, p50, p95, worst in rows:
         print(f"{streams:>7} {count:>6} {failed:>6} {p50:>6.2f} {p95:>6.2f} {worst:>6.2f}")
     streams = " ".join(str(s) for s in args.streams)
-    print(f"\ncommand: python load/bench_realtime.py --streams {streams} --speed {args.speed:g} --clip {args.clip}")
+    print(
+        f"\ncommand: python load/bench_realtime.py --streams {streams} --speed "
+        f"{args.speed:g} --clip {args.clip}"
+    )
 
 
 if __name__ == "__main__":

@@ -27,11 +27,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
+from _server import testdata_dir  # noqa: E402
 from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
 from pyannote.database.util import load_rttm, load_uem  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
-from _server import testdata_dir  # noqa: E402
 from speakerscribe.diarization import load_diarizer  # noqa: E402
 from speakerscribe.scoring import to_annotation  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
@@ -60,8 +60,12 @@ def score(reference: Annotation, turns: list[SpeakerTurn], uem: Timeline) -> dic
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--testdata", type=Path, default=testdata_dir(),
-                        help="folder holding pyannote/ (default: ../shared/testdata)")
+    parser.add_argument(
+        "--testdata",
+        type=Path,
+        default=testdata_dir(),
+        help="folder holding pyannote/ (default: ../shared/testdata)",
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     data = args.testdata / "pyannote"
@@ -89,8 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     uems["long"] = Timeline([Segment(0.0, offset)], uri="long")
 
     print(f"embedded diarizer loaded in {load_s:.1f} s (device {args.device})")
-    print(f"{'file':8} {'audio s':>7} {'time s':>6} {'x RT':>5} {'spk':>3}/{'ref':<3} "
-          f"{'DER':>6} {'miss':>6} {'FA':>6} {'conf':>6}")
+    print(
+        f"{'file':8} {'audio s':>7} {'time s':>6} {'x RT':>5} {'spk':>3}/{'ref':<3} "
+        f"{'DER':>6} {'miss':>6} {'FA':>6} {'conf':>6}"
+    )
     results, diarize_s = {}, 0.0
     for uri, samples in audio.items():
         started = time.perf_counter()
@@ -101,18 +107,24 @@ def main(argv: list[str] | None = None) -> None:
         results[uri] = result
         duration = len(samples) / SAMPLE_RATE
         found = len({turn.speaker for turn in turns})
-        print(f"{uri:8} {duration:7.1f} {elapsed:6.2f} {duration / elapsed:5.1f} "
-              f"{found:3d}/{len(references[uri].labels()):<3d} {result['der']:6.3f} "
-              f"{result['miss']:6.3f} {result['fa']:6.3f} {result['conf']:6.3f}")
+        print(
+            f"{uri:8} {duration:7.1f} {elapsed:6.2f} {duration / elapsed:5.1f} "
+            f"{found:3d}/{len(references[uri].labels()):<3d} {result['der']:6.3f} "
+            f"{result['miss']:6.3f} {result['fa']:6.3f} {result['conf']:6.3f}"
+        )
 
     dev_mean = (results["dev00"]["der"] + results["dev01"]["der"]) / 2
     print(f"sample DER {results['sample']['der']:.3f} (target <= 0.15)")
-    print(f"dev mean DER {dev_mean:.3f} (dev00 {results['dev00']['der']:.3f}, "
-          f"dev01 {results['dev01']['der']:.3f}; target <= 0.30)")
+    print(
+        f"dev mean DER {dev_mean:.3f} (dev00 {results['dev00']['der']:.3f}, "
+        f"dev01 {results['dev01']['der']:.3f}; target <= 0.30)"
+    )
     print(f"long (concatenated) DER {results['long']['der']:.3f}")
     total_audio = sum(len(samples) for samples in audio.values()) / SAMPLE_RATE
-    print(f"diarization time {diarize_s:.1f} s for {total_audio:.0f} s of audio (the three "
-          f"files, then their concatenation), plus {load_s:.1f} s loading")
+    print(
+        f"diarization time {diarize_s:.1f} s for {total_audio:.0f} s of audio (the three "
+        f"files, then their concatenation), plus {load_s:.1f} s loading"
+    )
     print(f"reproduce: {COMMAND}")
 
 

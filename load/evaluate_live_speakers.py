@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import soxr  # noqa: E402
-
 from _server import testdata_dir  # noqa: E402
+
 from speakerscribe import realtime  # noqa: E402
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.scoring import diarization_error_rate, read_rttm  # noqa: E402
@@ -47,7 +47,9 @@ def stream_of(names: list[str]) -> tuple[np.ndarray, list[SpeakerTurn]]:
         clip = decode_audio_bytes((data / f"{name}.wav").read_bytes())
         rttm = data / ("sample.rttm" if name == "sample" else "debug.development.rttm")
         for turn in read_rttm(rttm, name)[name]:
-            turns.append(SpeakerTurn(offset + turn.start, offset + turn.end, f"{name}:{turn.speaker}"))
+            turns.append(
+                SpeakerTurn(offset + turn.start, offset + turn.end, f"{name}:{turn.speaker}")
+            )
         audio.append(clip)
         offset += clip.shape[0] / SAMPLE_RATE
     return np.concatenate(audio), turns
@@ -84,7 +86,11 @@ def live_segments(
         await session.start()
         diarized = {"type": "transcription", "enable_speaker_diarization": True}
         await session.handle_event({"type": "session.update", "session": diarized})
-        pcm = (np.clip(soxr.resample(audio, SAMPLE_RATE, 24_000), -1, 1) * 32767).astype("<i2").tobytes()
+        pcm = (
+            (np.clip(soxr.resample(audio, SAMPLE_RATE, 24_000), -1, 1) * 32767)
+            .astype("<i2")
+            .tobytes()
+        )
         step = int(0.1 * 24_000) * 2  # 100 ms frames of OpenAI's 24 kHz PCM16
         for offset in range(0, len(pcm), step):
             await session.append_pcm16(pcm[offset : offset + step])
@@ -106,7 +112,15 @@ def main() -> None:
 
     whisper = BatchTranscriber(load_whisper_model("embedded", device="cpu"))
     encoder = VoiceEncoder("cpu", verbose=False, weights_fpath=resemblyzer_weights_path())
-    header = ["long_turn_s", "turn_pause_s", "stream       ", "items", "longest s", "speakers", "   DER"]
+    header = [
+        "long_turn_s",
+        "turn_pause_s",
+        "stream       ",
+        "items",
+        "longest s",
+        "speakers",
+        "   DER",
+    ]
     print(" ".join(header))
     streams = {stream: stream_of(names) for stream, names in STREAMS.items()}
     for long_turn_s, pause_s in POLICIES:
@@ -116,7 +130,8 @@ def main() -> None:
             der = diarization_error_rate(reference, hypothesis)
             speakers = len({s["speaker"] for s in segments})
             print(
-                f"{long_turn_s:>11g} {pause_s:>12g} {stream:<13} {len(items):>5} {max(items):>9.1f} "
+                f"{long_turn_s:>11g} {pause_s:>12g} {stream:<13} {len(items):>5} "
+                f"{max(items):>9.1f} "
                 f"{speakers:>8} {der:>6.3f}",
                 flush=True,
             )

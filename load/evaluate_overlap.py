@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
-
 from _server import testdata_dir  # noqa: E402
+
 from speakerscribe.diarization import load_diarizer, segmentation_model  # noqa: E402
 from speakerscribe.overlap import (  # noqa: E402
     WORD_TOLERANCE_S,
@@ -48,8 +48,11 @@ from speakerscribe.transcription import load_whisper_model  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, Segment, Word  # noqa: E402
 
 COMMAND = "python load/evaluate_overlap.py"
-FILES = {"dev00": "debug.development.rttm", "dev01": "debug.development.rttm",
-         "sample": "sample.rttm"}
+FILES = {
+    "dev00": "debug.development.rttm",
+    "dev01": "debug.development.rttm",
+    "sample": "sample.rttm",
+}
 
 
 def load_wav(path: Path) -> np.ndarray:
@@ -63,8 +66,14 @@ def whisper_segments(model, audio: np.ndarray) -> list[Segment]:
     """faster-whisper's own long-form transcription, words as ``speakerscribe`` types."""
     raw, _ = model.transcribe(audio, word_timestamps=True, language="en")
     return [
-        Segment(id=i, seek=s.seek, start=s.start, end=s.end, text=s.text,
-                words=[Word(w.word, w.start, w.end, w.probability) for w in s.words or []])
+        Segment(
+            id=i,
+            seek=s.seek,
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            words=[Word(w.word, w.start, w.end, w.probability) for w in s.words or []],
+        )
         for i, s in enumerate(raw)
     ]
 
@@ -75,11 +84,19 @@ def flagged_spans(segments: list[Segment]) -> list[tuple[float, float]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--testdata", type=Path, default=testdata_dir(),
-                        help="folder holding pyannote/ (default: ../shared/testdata)")
+    parser.add_argument(
+        "--testdata",
+        type=Path,
+        default=testdata_dir(),
+        help="folder holding pyannote/ (default: ../shared/testdata)",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tolerance", type=float, default=WORD_TOLERANCE_S,
-                        help="seconds a word may miss a region by and still be flagged")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=WORD_TOLERANCE_S,
+        help="seconds a word may miss a region by and still be flagged",
+    )
     parser.add_argument("--onset", type=float, default=None, help="detector onset (and offset)")
     parser.add_argument("--step", type=float, default=None, help="detector chunk step, s")
     parser.add_argument("--quantile", type=float, default=None)
@@ -91,17 +108,28 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     diarizer = load_diarizer("embedded", device=args.device)
-    overrides = {key: value for key, value in
-                 (("step", args.step), ("quantile", args.quantile),
-                  ("onset", args.onset), ("offset", args.onset)) if value is not None}
+    overrides = {
+        key: value
+        for key, value in (
+            ("step", args.step),
+            ("quantile", args.quantile),
+            ("onset", args.onset),
+            ("offset", args.onset),
+        )
+        if value is not None
+    }
     detector = OverlapDetector(segmentation_model(diarizer), args.device, **overrides)
     whisper = load_whisper_model("embedded", device=args.device)
-    print(f"models loaded in {time.perf_counter() - started:.1f} s (device {args.device}); "
-          f"detector step {detector.step} quantile {detector.quantile} onset {detector.onset} "
-          f"offset {detector.offset} min_on {detector.min_duration_on}; "
-          f"word tolerance {args.tolerance} s")
-    print(f"{'file':7} {'ref':>5} {'turns':>5} {'det':>5} {'union':>5} {'u&ref':>5} "
-          f"{'words':>5} {'w&ref':>5} {'w-ref':>5} {'cover':>5} {'det s':>5}")
+    print(
+        f"models loaded in {time.perf_counter() - started:.1f} s (device {args.device}); "
+        f"detector step {detector.step} quantile {detector.quantile} onset {detector.onset} "
+        f"offset {detector.offset} min_on {detector.min_duration_on}; "
+        f"word tolerance {args.tolerance} s"
+    )
+    print(
+        f"{'file':7} {'ref':>5} {'turns':>5} {'det':>5} {'union':>5} {'u&ref':>5} "
+        f"{'words':>5} {'w&ref':>5} {'w-ref':>5} {'cover':>5} {'det s':>5}"
+    )
     covered = reference = 0.0
     for uri, rttm in FILES.items():
         audio = load_wav(data / f"{uri}.wav")
@@ -115,19 +143,25 @@ def main(argv: list[str] | None = None) -> None:
         flagged = flagged_spans(segments)
         hit = regions_duration(intersect_regions(flagged, truth))
         ref_s = regions_duration(truth)
-        print(f"{uri:7} {ref_s:5.2f} {regions_duration(turns_overlap):5.2f} "
-              f"{regions_duration(detected):5.2f} {regions_duration(union):5.2f} "
-              f"{regions_duration(intersect_regions(union, truth)):5.2f} "
-              f"{regions_duration(flagged):5.2f} {hit:5.2f} "
-              f"{regions_duration(flagged) - hit:5.2f} {hit / ref_s if ref_s else 0.0:5.2f} "
-              f"{detect_s:5.2f}")
+        print(
+            f"{uri:7} {ref_s:5.2f} {regions_duration(turns_overlap):5.2f} "
+            f"{regions_duration(detected):5.2f} {regions_duration(union):5.2f} "
+            f"{regions_duration(intersect_regions(union, truth)):5.2f} "
+            f"{regions_duration(flagged):5.2f} {hit:5.2f} "
+            f"{regions_duration(flagged) - hit:5.2f} {hit / ref_s if ref_s else 0.0:5.2f} "
+            f"{detect_s:5.2f}"
+        )
         if uri != "sample":
             covered, reference = covered + hit, reference + ref_s
-    print("columns: seconds of reference overlap, diarizer turn overlap, detector regions, "
-          "their union, union inside reference; flagged-word time, inside reference, "
-          "outside reference (false alarm), coverage = inside / reference; detector time")
-    print(f"dev coverage (dev00+dev01 summed) {covered:.2f} / {reference:.2f} s = "
-          f"{covered / reference:.2f} (target >= 0.5)")
+    print(
+        "columns: seconds of reference overlap, diarizer turn overlap, detector regions, "
+        "their union, union inside reference; flagged-word time, inside reference, "
+        "outside reference (false alarm), coverage = inside / reference; detector time"
+    )
+    print(
+        f"dev coverage (dev00+dev01 summed) {covered:.2f} / {reference:.2f} s = "
+        f"{covered / reference:.2f} (target >= 0.5)"
+    )
     print(f"reproduce: {COMMAND}")
 
 

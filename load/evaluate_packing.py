@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-
 from _server import testdata_dir  # noqa: E402
+
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.chunking import plan_pieces, speech_intervals  # noqa: E402
 from speakerscribe.scoring import normalize_text, word_error_rate  # noqa: E402
@@ -50,8 +50,12 @@ def piece_pool(seed: int, slices: int) -> list[tuple[str, np.ndarray]]:
         label = name.split("/")[-1]
         for piece in plan_pieces(audio.shape[0], speech_intervals(audio)):
             if piece.has_speech:
-                pool.append((f"{label}[{piece.offset_s:.0f}:{piece.offset_s + piece.duration_s:.0f}]",
-                             audio[piece.start : piece.end]))
+                pool.append(
+                    (
+                        f"{label}[{piece.offset_s:.0f}:{piece.offset_s + piece.duration_s:.0f}]",
+                        audio[piece.start : piece.end],
+                    )
+                )
         for _ in range(slices):
             length = rng.uniform(2.0, 12.0)
             start = rng.uniform(0.0, audio.shape[0] / SAMPLE_RATE - length)
@@ -106,7 +110,7 @@ def main() -> None:
         packed = packer.transcribe([pool[i][1] for i in batch], options)
         packed_seconds += time.perf_counter() - started
         alone_equivalent += alone_per_piece * len(batch)
-        for position, (index, transcript) in enumerate(zip(batch, packed)):
+        for index, transcript in zip(batch, packed, strict=True):
             reference, hypothesis = alone_text[index], text_of(transcript)
             if not normalize_text(reference):
                 continue
@@ -124,19 +128,26 @@ def main() -> None:
             leaked += sum((extra & (others - long_words(reference))).values())
 
     pieces = len(wers)
-    print(f"pool: {len(pool)} pieces; {args.batches} batches of {args.batch_size}, beam {args.beam_size}")
+    print(
+        f"pool: {len(pool)} pieces; {args.batches} batches of {args.batch_size}, beam "
+        f"{args.beam_size}"
+    )
     print(f"pieces scored:                    {pieces}")
     print(f"mean WER, packed against alone:   {np.mean(wers):.3f}")
     print(f"pieces whose text changed:        {changed} ({changed / pieces:.0%})")
     print(f"pieces over 25 % WER:             {len(bad)} ({len(bad) / pieces:.0%})")
     print(f"inserted words (> 3 letters):     {inserted}")
     print(f"  found only in another recording of the batch: {leaked}")
-    print(f"decode time: alone {alone_equivalent:.1f} s, packed {packed_seconds:.1f} s "
-          f"({alone_equivalent / packed_seconds:.2f}x)")
+    print(
+        f"decode time: alone {alone_equivalent:.1f} s, packed {packed_seconds:.1f} s "
+        f"({alone_equivalent / packed_seconds:.2f}x)"
+    )
     for name, reference, hypothesis in bad[:12]:
         print(f"  {name}: alone {reference!r}\n  {' ' * len(name)}  packed {hypothesis!r}")
-    print(f"\ncommand: python load/evaluate_packing.py --batches {args.batches} --batch-size "
-          f"{args.batch_size} --beam-size {args.beam_size} --slices {args.slices} --seed {args.seed}")
+    print(
+        f"\ncommand: python load/evaluate_packing.py --batches {args.batches} --batch-size "
+        f"{args.batch_size} --beam-size {args.beam_size} --slices {args.slices} --seed {args.seed}"
+    )
 
 
 if __name__ == "__main__":

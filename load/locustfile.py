@@ -13,7 +13,11 @@ from pathlib import Path
 
 from locust import HttpUser, between, task
 
-TESTDATA = Path(os.environ.get("SPEAKERSCRIBE_TESTDATA", Path(__file__).resolve().parents[2] / "shared" / "testdata"))
+TESTDATA = Path(
+    os.environ.get(
+        "SPEAKERSCRIBE_TESTDATA", Path(__file__).resolve().parents[2] / "shared" / "testdata"
+    )
+)
 CLIPS = {
     name: (TESTDATA / name).read_bytes()
     for name in (

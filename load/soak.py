@@ -24,7 +24,6 @@ import threading
 import time
 
 import requests
-
 from _server import replica_memory_mb, running_app, testdata_dir
 
 CLIPS = [
@@ -53,7 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--warmup-minutes", type=float, default=4.0)  # 2 min fell short of the working set
+    parser.add_argument(
+        "--warmup-minutes", type=float, default=4.0
+    )  # 2 min fell short of the working set
     parser.add_argument("--port", type=int, default=8127)
     args = parser.parse_args()
 
@@ -71,7 +72,9 @@ def main() -> None:
                     return
                 name, data = rng.choice(clips)
                 try:
-                    response = requests.post(url, files={"file": (name, data)}, data=rng.choice(OPTIONS), timeout=600)
+                    response = requests.post(
+                        url, files={"file": (name, data)}, data=rng.choice(OPTIONS), timeout=600
+                    )
                     status = response.status_code
                 except requests.RequestException as error:
                     status = type(error).__name__
@@ -88,7 +91,8 @@ def main() -> None:
                 next_sample += 60
                 memory = replica_memory_mb()
                 line = ", ".join(
-                    f"{name.split('/')[-1]} {m['rss_mb']:.0f}/{m['anon_mb']:.0f}" for name, m in sorted(memory.items())
+                    f"{name.split('/')[-1]} {m['rss_mb']:.0f}/{m['anon_mb']:.0f}"
+                    for name, m in sorted(memory.items())
                 )
                 print(f"  {time.strftime('%H:%M:%S')} RSS/anon MB: {line}", flush=True)
 

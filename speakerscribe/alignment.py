@@ -116,7 +116,9 @@ def letter_label(index: int) -> str:
     return letters
 
 
-def relabel_by_first_appearance(segments: list[Segment], keep: set[str] = frozenset()) -> dict[str, str]:
+def relabel_by_first_appearance(
+    segments: list[Segment], keep: set[str] = frozenset()
+) -> dict[str, str]:
     """Rename speakers A, B, C… in order of first appearance; labels in ``keep`` (enrolled
     names) stay. Returns the mapping used."""
     mapping: dict[str, str] = {name: name for name in keep}

@@ -19,6 +19,7 @@ import numpy as np
 from speakerscribe.errors import AudioDecodeError, PayloadTooLargeError
 from speakerscribe.types import SAMPLE_RATE
 
+
 def decode_audio_bytes(data: bytes, *, max_duration_s: float | None = None) -> np.ndarray:
     """Bytes of any common audio/video container → 1-D float32 at 16 kHz, mono.
 
@@ -63,7 +64,9 @@ def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndar
                             code="audio_too_long",
                         )
     except (av.error.FFmpegError, ValueError, IndexError) as error:
-        raise AudioDecodeError(f"could not decode the uploaded file as audio: {error}", param="file") from None
+        raise AudioDecodeError(
+            f"could not decode the uploaded file as audio: {error}", param="file"
+        ) from None
     finally:
         del resampler
         gc.collect()  # PyAV's resampler graphs are only freed by the collector (faster-whisper#390)
@@ -110,7 +113,11 @@ def _frame(arrays: list[np.ndarray], layout: str, rate: int) -> av.AudioFrame:
 def _to_float_planar(frame: av.AudioFrame) -> np.ndarray:
     """Any sample format → (channels, samples) float32 in [-1, 1]."""
     array = frame.to_ndarray()
-    count = frame.layout.nb_channels if hasattr(frame.layout, "nb_channels") else len(frame.layout.channels)
+    count = (
+        frame.layout.nb_channels
+        if hasattr(frame.layout, "nb_channels")
+        else len(frame.layout.channels)
+    )
     if not frame.format.is_planar:
         array = array.reshape(-1, count).T
     if array.dtype == np.uint8:

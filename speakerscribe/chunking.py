@@ -10,6 +10,7 @@ is adding the piece's start time.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,7 @@ def plan_pieces(
     min_speech = int(min_speech_s * SAMPLE_RATE)
     return [
         Piece(start, end, _speech_within(speech, start, end) >= min_speech)
-        for start, end in zip(bounds[:-1], bounds[1:])
+        for start, end in itertools.pairwise(bounds)
         if end > start
     ]
 

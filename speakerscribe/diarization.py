@@ -30,36 +30,36 @@ import sys
 if "pyannote.audio" in sys.modules or "PYANNOTE_METRICS_ENABLED" not in os.environ:
     os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
 
-import logging  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any, Protocol, runtime_checkable  # noqa: E402
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
-import lightning  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import torchaudio  # noqa: E402
-from pyannote.audio import Model, Pipeline  # noqa: E402
-from pyannote.audio.core.plda import PLDA  # noqa: E402
-from pyannote.audio.core.task import Problem, Resolution, Specifications  # noqa: E402
-from pyannote.audio.pipelines import SpeakerDiarization  # noqa: E402
-from pyannote.audio.pipelines.clustering import AgglomerativeClustering  # noqa: E402
-from pyannote.core import Annotation  # noqa: E402
-from pyannote.pipeline.parameter import Uniform  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence  # noqa: E402
+import lightning
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchaudio
+from pyannote.audio import Model, Pipeline
+from pyannote.audio.core.plda import PLDA
+from pyannote.audio.core.task import Problem, Resolution, Specifications
+from pyannote.audio.pipelines import SpeakerDiarization
+from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+from pyannote.core import Annotation
+from pyannote.pipeline.parameter import Uniform
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from speakerscribe.embedded import (  # noqa: E402
+from speakerscribe.embedded import (
     DEFAULT_MODEL_CACHE,
     EmbeddedModelMissing,
     resemblyzer_weights_path,
     segmentation_checkpoint_path,
 )
-from speakerscribe.overlap import merge_regions, overlap_regions  # noqa: E402
-from speakerscribe.speakers import identify_speakers, name_turns  # noqa: E402
-from speakerscribe.types import (  # noqa: E402
+from speakerscribe.overlap import merge_regions, overlap_regions
+from speakerscribe.speakers import identify_speakers, name_turns
+from speakerscribe.types import (
     SAMPLE_RATE,
     Diarization,
     DiarizationOptions,
@@ -108,8 +108,11 @@ def _speaker_kwargs(
     num_speakers: int | None, min_speakers: int | None, max_speakers: int | None
 ) -> dict[str, int]:
     """Only the bounds that were given: pipelines without them (e.g. VAD) reject the keys."""
-    kwargs = {"num_speakers": num_speakers, "min_speakers": min_speakers,
-              "max_speakers": max_speakers}
+    kwargs = {
+        "num_speakers": num_speakers,
+        "min_speakers": min_speakers,
+        "max_speakers": max_speakers,
+    }
     for key, value in kwargs.items():
         if value is not None and value < 1:
             raise ValueError(f"{key} must be at least 1, got {value}")
@@ -186,14 +189,21 @@ class ResemblyzerEmbedding(Model):
         # resemblyzer: librosa mel power spectrogram, 25 ms window, 10 ms hop, not log
         self.hop = sample_rate // 100
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=sample_rate * 25 // 1000, hop_length=self.hop,
-            n_mels=self.MEL_BANDS, power=2.0, norm="slaney", mel_scale="slaney",
-            center=True, pad_mode="constant",
+            sample_rate=sample_rate,
+            n_fft=sample_rate * 25 // 1000,
+            hop_length=self.hop,
+            n_mels=self.MEL_BANDS,
+            power=2.0,
+            norm="slaney",
+            mel_scale="slaney",
+            center=True,
+            pad_mode="constant",
         )
         self.lstm = nn.LSTM(self.MEL_BANDS, self.HIDDEN, 3, batch_first=True)
         self.linear = nn.Linear(self.HIDDEN, self.HIDDEN)
         self.specifications = Specifications(
-            problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
+            problem=Problem.REPRESENTATION,
+            resolution=Resolution.CHUNK,
             duration=partial_frames / 100,
         )
 
@@ -273,7 +283,9 @@ class ResemblyzerEmbedding(Model):
             return out
         lengths = torch.tensor([p.shape[0] for p in partials])
         packed = pack_padded_sequence(
-            pad_sequence(partials, batch_first=True), lengths, batch_first=True,
+            pad_sequence(partials, batch_first=True),
+            lengths,
+            batch_first=True,
             enforce_sorted=False,
         )
         _, (hidden, _) = self.lstm(packed)
@@ -309,7 +321,7 @@ class _UnusedPLDA(PLDA):
     """``SpeakerDiarization.__init__`` always loads a PLDA (hub download by default),
     but only VBx clustering uses it; agglomerative clustering never calls this."""
 
-    def __init__(self):  # noqa: D107 - deliberately skips loading any file
+    def __init__(self):
         pass
 
     def __call__(self, embeddings):
@@ -419,13 +431,20 @@ class EmbeddedDiarizer:
             metric=self.pipeline._embedding.metric,
             constrained_assignment=constrained_assignment,
         )
-        self.pipeline.instantiate({
-            "segmentation": {"threshold": segmentation_threshold,
-                             "min_duration_off": min_duration_off},
-            "clustering": {"method": clustering_method, "min_cluster_size": min_cluster_size,
-                           "threshold": clustering_threshold,
-                           "min_active_ratio": min_active_ratio},
-        })
+        self.pipeline.instantiate(
+            {
+                "segmentation": {
+                    "threshold": segmentation_threshold,
+                    "min_duration_off": min_duration_off,
+                },
+                "clustering": {
+                    "method": clustering_method,
+                    "min_cluster_size": min_cluster_size,
+                    "threshold": clustering_threshold,
+                    "min_active_ratio": min_active_ratio,
+                },
+            }
+        )
         self.pipeline.to(self.device)
 
     def __call__(
@@ -536,7 +555,9 @@ def load_diarizer(
             )
         return EmbeddedDiarizer(checkpoint, device=device)
     return PyannotePipelineDiarizer.from_pretrained(
-        source, token=token, cache_dir=None if cache_dir is None else str(cache_dir),
+        source,
+        token=token,
+        cache_dir=None if cache_dir is None else str(cache_dir),
         device=device,
     )
 

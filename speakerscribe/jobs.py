@@ -107,7 +107,8 @@ class JobTable:
         self.expire()
         if len(self._entries) >= self.max_jobs:
             raise RateLimitError(
-                f"{self.max_jobs} jobs are kept already; delete finished ones or wait for them to expire",
+                f"{self.max_jobs} jobs are kept already; delete finished ones or wait for "
+                "them to expire",
                 code="too_many_jobs",
             )
         job = Job(
@@ -126,7 +127,9 @@ class JobTable:
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
         self.expire()
-        jobs = sorted((e.job for e in self._entries.values()), key=lambda j: j.created_at, reverse=True)
+        jobs = sorted(
+            (e.job for e in self._entries.values()), key=lambda j: j.created_at, reverse=True
+        )
         return [job.public() for job in jobs[:limit]]
 
     def result(self, job_id: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
@@ -138,7 +141,9 @@ class JobTable:
         if job.status == "failed" and job.error:
             raise _JobError(job.error, job.error_status or 500)
         if job.status == "cancelled":
-            raise JobNotFinishedError(f"job {job_id} was cancelled; it has no result", param="job_id")
+            raise JobNotFinishedError(
+                f"job {job_id} was cancelled; it has no result", param="job_id"
+            )
         raise JobNotFinishedError(
             f"job {job_id} is {job.status} ({job.progress:.0%} done); poll it until it succeeds",
             param="job_id",
@@ -260,7 +265,9 @@ class JobTable:
         self.expire()
         entry = self._entries.get(job_id)
         if entry is None:
-            raise JobNotFoundError(f"no job {job_id!r} (finished jobs expire after {self.ttl_s:.0f} s)", param="job_id")
+            raise JobNotFoundError(
+                f"no job {job_id!r} (finished jobs expire after {self.ttl_s:.0f} s)", param="job_id"
+            )
         return entry
 
 
@@ -268,7 +275,9 @@ class _JobError(SpeechServerError):
     """A failed job's stored error, raised again with its original status when fetched."""
 
     def __init__(self, error: dict[str, Any], status_code: int):
-        super().__init__(error.get("message", "the job failed"), param=error.get("param"), code=error.get("code"))
+        super().__init__(
+            error.get("message", "the job failed"), param=error.get("param"), code=error.get("code")
+        )
         self.status_code = status_code
         self.error_type = error.get("type", "server_error")
 

@@ -259,9 +259,9 @@ class OverlapDetector:
     ):
         # importing the diarization module first turns pyannote's telemetry off
         import torch
+        from pyannote.audio import Inference
 
         import speakerscribe.diarization  # noqa: F401
-        from pyannote.audio import Inference
 
         if not 0.0 <= quantile <= 1.0:
             raise ValueError(f"quantile must be in [0, 1], got {quantile}")
@@ -279,7 +279,10 @@ class OverlapDetector:
         self.min_duration_on = float(min_duration_on)
         self.min_duration_off = float(min_duration_off)
         self._inference = Inference(
-            segmentation, step=self.step, skip_aggregation=True, device=self.device,
+            segmentation,
+            step=self.step,
+            skip_aggregation=True,
+            device=self.device,
             batch_size=batch_size,
         )
         frames = segmentation.receptive_field
@@ -300,8 +303,12 @@ class OverlapDetector:
         with torch.inference_mode():
             chunks = self._inference(file)
         return second_speaker_curve(
-            np.asarray(chunks.data), self.step, self.frame_step, num_frames,
-            warm_up=self.warm_up, quantile=self.quantile,
+            np.asarray(chunks.data),
+            self.step,
+            self.frame_step,
+            num_frames,
+            warm_up=self.warm_up,
+            quantile=self.quantile,
         )
 
     def frame_time(self, index: int) -> float:
@@ -310,8 +317,12 @@ class OverlapDetector:
     def regions(self, scores: np.ndarray, duration: float | None = None) -> list[Region]:
         """Overlap regions (seconds) from ``scores``, clipped to ``[0, duration]``."""
         found = hysteresis_regions(
-            scores, self.frame_step, onset=self.onset, offset=self.offset,
-            min_duration_on=self.min_duration_on, min_duration_off=self.min_duration_off,
+            scores,
+            self.frame_step,
+            onset=self.onset,
+            offset=self.offset,
+            min_duration_on=self.min_duration_on,
+            min_duration_off=self.min_duration_off,
             frame_offset=self.frame_offset,
         )
         end = float("inf") if duration is None else float(duration)

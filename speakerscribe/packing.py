@@ -28,7 +28,9 @@ class Slot:
     end: int
 
 
-def plan_windows(lengths: list[int], window_s: float = WINDOW_S, gap_s: float = GAP_S) -> list[list[Slot]]:
+def plan_windows(
+    lengths: list[int], window_s: float = WINDOW_S, gap_s: float = GAP_S
+) -> list[list[Slot]]:
     """First-fit decreasing: group piece lengths (samples) into windows of at most ``window_s``."""
     capacity = int(window_s * SAMPLE_RATE)
     gap = int(gap_s * SAMPLE_RATE)
@@ -104,7 +106,12 @@ def unpack(window: list[Slot], segments: list[Segment]) -> dict[int, list[Segmen
 
 def _slot_of(t: float, window: list[Slot]) -> Slot:
     sample = t * SAMPLE_RATE
-    return min(window, key=lambda s: 0 if s.start <= sample <= s.end else min(abs(s.start - sample), abs(s.end - sample)))
+    return min(
+        window,
+        key=lambda s: (
+            0 if s.start <= sample <= s.end else min(abs(s.start - sample), abs(s.end - sample))
+        ),
+    )
 
 
 def _clip(t: float, limit: float) -> float:

@@ -23,7 +23,12 @@ Include = Literal["logprobs"]
 WHISPER_1 = "whisper-1"
 """OpenAI's model name, accepted as an alias of the default model."""
 
-LIST_FIELDS = ("timestamp_granularities", "include", "known_speaker_names", "known_speaker_references")
+LIST_FIELDS = (
+    "timestamp_granularities",
+    "include",
+    "known_speaker_names",
+    "known_speaker_references",
+)
 """Form fields that repeat (``include[]=…``); the others take their last value."""
 
 
@@ -49,7 +54,9 @@ class ServerVadChunking(BaseModel):
     type: Literal["server_vad"]
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="speech probability to open speech")
     prefix_padding_ms: int = Field(300, ge=0, le=10_000, description="audio kept around speech")
-    silence_duration_ms: int = Field(200, ge=0, le=60_000, description="silence that ends an utterance")
+    silence_duration_ms: int = Field(
+        200, ge=0, le=60_000, description="silence that ends an utterance"
+    )
 
 
 ChunkingStrategy = Literal["auto"] | ServerVadChunking
@@ -100,7 +107,8 @@ class TranscriptionRequest(BaseModel):
     chunking_strategy: ChunkingStrategy | None = None
     known_speaker_names: list[str] = Field(default_factory=list)
     known_speaker_references: list[str] = Field(
-        default_factory=list, description="audio data URLs (data:audio/wav;base64,…), 2 to 10 s each"
+        default_factory=list,
+        description="audio data URLs (data:audio/wav;base64,…), 2 to 10 s each",
     )
     enable_overlap_detection: bool = Field(
         False, description="flag words and segments where two speakers talk at once"
@@ -122,7 +130,7 @@ class TranscriptionRequest(BaseModel):
         return names
 
     @model_validator(mode="after")
-    def _known_speakers_pair_up(self) -> "TranscriptionRequest":
+    def _known_speakers_pair_up(self) -> TranscriptionRequest:
         names, references = self.known_speaker_names, self.known_speaker_references
         if len(names) != len(references):
             raise InvalidRequestError(
@@ -133,7 +141,7 @@ class TranscriptionRequest(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _logprobs_need_json(self) -> "TranscriptionRequest":
+    def _logprobs_need_json(self) -> TranscriptionRequest:
         if "logprobs" in self.include and self.response_format != "json":
             raise InvalidRequestError(
                 f"include[]=logprobs needs response_format json, not {self.response_format!r}",
@@ -156,10 +164,11 @@ class TranscriptionRequest(BaseModel):
         return blank_is_none(value)
 
     @model_validator(mode="after")
-    def _speaker_bounds(self) -> "TranscriptionRequest":
+    def _speaker_bounds(self) -> TranscriptionRequest:
         if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
             raise ValueError(
-                f"min_speakers ({self.min_speakers}) is larger than max_speakers ({self.max_speakers})"
+                f"min_speakers ({self.min_speakers}) is larger than max_speakers "
+                f"({self.max_speakers})"
             )
         return self
 
@@ -176,7 +185,7 @@ class TranscriptionRequest(BaseModel):
         return "word" in self.timestamp_granularities
 
     @classmethod
-    def from_form(cls, fields: dict[str, Any]) -> "TranscriptionRequest":
+    def from_form(cls, fields: dict[str, Any]) -> TranscriptionRequest:
         """Validate form fields; raise InvalidRequestError naming the first bad field."""
         try:
             return cls.model_validate(fields)
@@ -216,7 +225,7 @@ class TranslationRequest(BaseModel):
         return TranscriptionRequest.from_form(self.model_dump())
 
     @classmethod
-    def from_form(cls, fields: dict[str, Any]) -> "TranslationRequest":
+    def from_form(cls, fields: dict[str, Any]) -> TranslationRequest:
         try:
             return cls.model_validate(fields)
         except ValidationError as error:

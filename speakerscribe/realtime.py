@@ -747,7 +747,7 @@ class RealtimeTranscriptionSession:
 
     async def _feed(self, samples: np.ndarray, flush: bool = False) -> None:
         windows, probabilities = self._vad.push(samples, flush=flush)
-        for window, probability in zip(windows, probabilities):
+        for window, probability in zip(windows, probabilities, strict=True):
             self._buffer.push(window, float(probability))
             if self.config.turn_detection is None:
                 await self._manual_window(float(probability))
@@ -932,7 +932,7 @@ class RealtimeTranscriptionSession:
             # finished one: it spaces the next partials and holds back early final decodes
             self._last_partial_s = max(self._last_partial_s, time.monotonic() - started)
             raise
-        except Exception:  # noqa: BLE001 - a partial is best effort; the final reports failures
+        except Exception:
             logger.warning("partial decode failed", exc_info=True)
             return
         if turn is not self._turn:
@@ -972,7 +972,7 @@ class RealtimeTranscriptionSession:
                         decoded = speculation.result()  # its failure is the final's
                 if decoded is None:
                     decoded = await self._decode_final(utterance.audio, utterance.diarize)
-            except Exception as error:  # noqa: BLE001 - reported to the client as .failed
+            except Exception as error:
                 logger.warning("final transcription failed", exc_info=True)
                 failure = error
             if previous is not None:
@@ -981,7 +981,7 @@ class RealtimeTranscriptionSession:
                 await self._send_failed(utterance, failure)
             else:
                 await self._send_final(utterance, decoded)
-        except Exception:  # noqa: BLE001 - e.g. the client went away while we sent
+        except Exception:
             logger.warning("could not send the final transcript", exc_info=True)
         finally:
             self._final_slots.release()
@@ -1048,7 +1048,9 @@ class RealtimeTranscriptionSession:
         segments = decoded.segments
         if decoded.embeddings is not None:
             pieces = decoded.pieces
-            for segment, speaker in zip(pieces, self._speakers_of(pieces, decoded.embeddings)):
+            for segment, speaker in zip(
+                pieces, self._speakers_of(pieces, decoded.embeddings), strict=True
+            ):
                 self._segment_count += 1
                 await self._send(
                     "conversation.item.input_audio_transcription.segment",

@@ -52,7 +52,9 @@ def to_annotation(turns: list[SpeakerTurn], uri: str = "file"):
 
 
 def diarization_error_rate(
-    reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn], uem: tuple[float, float] | None = None
+    reference: list[SpeakerTurn],
+    hypothesis: list[SpeakerTurn],
+    uem: tuple[float, float] | None = None,
 ) -> float:
     """DER with collar 0 and overlap scored (pyannote.metrics)."""
     from pyannote.core import Segment, Timeline

@@ -19,8 +19,9 @@ by the block size rather than by the length of the recording.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -226,7 +227,7 @@ class DemucsSeparator:
 
     def __init__(
         self,
-        model: "torch.nn.Module",
+        model: torch.nn.Module,
         device: str = "cpu",
         segment: float | None = None,
         *,
@@ -260,7 +261,7 @@ class DemucsSeparator:
         repo: str | Path | None = None,
         device: str = "cpu",
         **kwargs,
-    ) -> "DemucsSeparator":
+    ) -> DemucsSeparator:
         """Load ``name`` (a bag name such as ``htdemucs`` or a model signature).
 
         ``repo`` is a local directory of ``<sig>[-<checksum>].th`` files and ``<name>.yaml``

@@ -153,7 +153,7 @@ class TranscriptionService:
         task: str = "transcribe",
         progress: Progress = _no_progress,
         pieces_in_flight: int | None = None,
-    ) -> "PreparedAudio":
+    ) -> PreparedAudio:
         """Everything that can fail on bad input: validate, decode, separate, chunk.
 
         Streaming answers call this before sending headers, so bad input still gets a 4xx.
@@ -165,7 +165,7 @@ class TranscriptionService:
         references = {
             name: await asyncio.to_thread(decode_reference, url, index)
             for index, (name, url) in enumerate(
-                zip(request.known_speaker_names, request.known_speaker_references)
+                zip(request.known_speaker_names, request.known_speaker_references, strict=True)
             )
         }
         clock = StageClock()
@@ -255,7 +255,7 @@ class TranscriptionService:
         progress("merge", 1.0)
         return self._finish(prepared, track_segments, diarization)
 
-    async def stream_events(self, prepared: "PreparedAudio") -> AsyncIterator[dict]:
+    async def stream_events(self, prepared: PreparedAudio) -> AsyncIterator[dict]:
         """OpenAI's transcription stream: text deltas in audio order as pieces finish,
         then (with diarization) one ``transcript.text.segment`` per segment, then done.
         """
@@ -265,7 +265,9 @@ class TranscriptionService:
         else:
             track, pieces = prepared.tracks[0], prepared.plans[0]
             tasks = [
-                asyncio.ensure_future(self.stages.transcribe(track[p.start : p.end], prepared.options))
+                asyncio.ensure_future(
+                    self.stages.transcribe(track[p.start : p.end], prepared.options)
+                )
                 for p in pieces
             ]
             diarization = (
@@ -311,7 +313,7 @@ class TranscriptionService:
             "usage": {"type": "duration", "seconds": result.duration},
         }
 
-    async def _transcribe_tracks(self, prepared: "PreparedAudio") -> list[list[Segment]]:
+    async def _transcribe_tracks(self, prepared: PreparedAudio) -> list[list[Segment]]:
         """Every track's pieces to the Transcriber at once, under one deadline."""
         with prepared.clock.measure("transcription"):
             return list(
@@ -320,14 +322,14 @@ class TranscriptionService:
                     asyncio.gather(
                         *[
                             self._transcribe_track(t, plan, prepared)
-                            for t, plan in zip(prepared.tracks, prepared.plans)
+                            for t, plan in zip(prepared.tracks, prepared.plans, strict=True)
                         ]
                     ),
                     prepared.tracks[0].shape[0],
                 )
             )
 
-    async def _diarize(self, prepared: "PreparedAudio") -> Diarization:
+    async def _diarize(self, prepared: PreparedAudio) -> Diarization:
         with prepared.clock.measure("diarization"):
             return await self._within(
                 "diarization",
@@ -336,7 +338,10 @@ class TranscriptionService:
             )
 
     def _finish(
-        self, prepared: "PreparedAudio", track_segments: list[list[Segment]], diarization: Diarization
+        self,
+        prepared: PreparedAudio,
+        track_segments: list[list[Segment]],
+        diarization: Diarization,
     ) -> TranscriptionResult:
         multichannel = prepared.request.multichannel
         with prepared.clock.measure("merge"):
@@ -361,7 +366,9 @@ class TranscriptionService:
             identified=diarization.identified,
         )
 
-    def _plan(self, audio: np.ndarray, strategy: "ServerVadChunking | str | None" = None) -> list[Piece]:
+    def _plan(
+        self, audio: np.ndarray, strategy: ServerVadChunking | str | None = None
+    ) -> list[Piece]:
         """Default and ``auto``: ≤ 30 s pieces cut at pauses, tiling the audio;
         ``server_vad``: one piece per utterance, with the client's VAD settings."""
         if isinstance(strategy, ServerVadChunking):
@@ -373,7 +380,9 @@ class TranscriptionService:
                 max_piece_s=self.settings.max_piece_s,
             )
         return split_audio(
-            audio, max_piece_s=self.settings.max_piece_s, search_window_s=self.settings.cut_search_window_s
+            audio,
+            max_piece_s=self.settings.max_piece_s,
+            search_window_s=self.settings.cut_search_window_s,
         )
 
     async def _language(
@@ -389,27 +398,33 @@ class TranscriptionService:
         """
         if request.language:
             return request.language
-        for track, plan in zip(tracks, plans):
+        for track, plan in zip(tracks, plans, strict=True):
             if plan:
                 detection = self.stages.detect_language(track[plan[0].start :], model)
                 return await self._within("language detection", detection, 0)
         return "en"
 
     async def _transcribe_track(
-        self, audio: np.ndarray, pieces: list[Piece], prepared: "PreparedAudio"
+        self, audio: np.ndarray, pieces: list[Piece], prepared: PreparedAudio
     ) -> list[Segment]:
         """All pieces of one track go to the Transcriber at once, so they can share batches."""
-        results = await asyncio.gather(*[self._transcribe_piece(audio, p, prepared) for p in pieces])
+        results = await asyncio.gather(
+            *[self._transcribe_piece(audio, p, prepared) for p in pieces]
+        )
         return stitch(pieces, list(results))
 
     async def _transcribe_piece(
-        self, audio: np.ndarray, piece: Piece, prepared: "PreparedAudio"
+        self, audio: np.ndarray, piece: Piece, prepared: PreparedAudio
     ) -> list[Segment]:
         if prepared.pieces_in_flight is None:
-            segments = await self.stages.transcribe(audio[piece.start : piece.end], prepared.options)
+            segments = await self.stages.transcribe(
+                audio[piece.start : piece.end], prepared.options
+            )
         else:
             async with prepared.pieces_in_flight:
-                segments = await self.stages.transcribe(audio[piece.start : piece.end], prepared.options)
+                segments = await self.stages.transcribe(
+                    audio[piece.start : piece.end], prepared.options
+                )
         prepared.piece_done(piece)
         return segments
 
@@ -423,8 +438,10 @@ class TranscriptionService:
         budget = self._budget(num_samples) if budget is None else budget
         try:
             return await asyncio.wait_for(awaitable, timeout=max(budget, 0.001))
-        except asyncio.TimeoutError:
-            raise StageTimeoutError(f"{stage} took longer than its {budget:.0f} s deadline") from None
+        except TimeoutError:
+            raise StageTimeoutError(
+                f"{stage} took longer than its {budget:.0f} s deadline"
+            ) from None
         except Exception as error:
             if _is_lost_replica(error):
                 raise OverloadedError(

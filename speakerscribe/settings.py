@@ -128,7 +128,9 @@ class Settings(BaseSettings):
         description="pieces one job keeps at the Transcriber at a time: jobs share batches with "
         "live requests instead of flooding the queue, and a cancelled job stops within one batch",
     )
-    jobs_per_runner: int = Field(2, ge=1, le=64, description="jobs one JobRunner replica runs at once")
+    jobs_per_runner: int = Field(
+        2, ge=1, le=64, description="jobs one JobRunner replica runs at once"
+    )
     job_webhooks: bool = Field(
         True, description="allow jobs to POST their final status to a client's webhook_url"
     )
@@ -191,14 +193,14 @@ class Settings(BaseSettings):
         return {name.strip(): source.strip() for name, source in value.items()}
 
     @model_validator(mode="after")
-    def _served_names_are_unique(self) -> "Settings":
+    def _served_names_are_unique(self) -> Settings:
         taken = {self.model_id, WHISPER_1} & set(self.whisper_models)
         if taken:
             raise ValueError(f"whisper_models reuses the default model's names: {sorted(taken)}")
         return self
 
     @model_validator(mode="after")
-    def _max_piece_vs_window(self) -> "Settings":
+    def _max_piece_vs_window(self) -> Settings:
         if self.cut_search_window_s >= self.max_piece_s:
             raise ValueError(
                 f"cut_search_window_s ({self.cut_search_window_s}) must be smaller than "

@@ -25,7 +25,9 @@ MAX_REFERENCE_S = 10.0
 MAX_SPEAKER_AUDIO_S = 60.0
 """A speaker's embedding uses at most this much of its speech: enough for a stable voice."""
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+_DATA_URL = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I
+)
 
 Embed = Callable[[np.ndarray], np.ndarray]
 
@@ -86,7 +88,11 @@ def _minus(start: float, end: float, turns: list[SpeakerTurn]) -> list[tuple[flo
     for turn in turns:
         cut = []
         for s, e in spans:
-            cut += [piece for piece in ((s, min(e, turn.start)), (max(s, turn.end), e)) if piece[1] > piece[0]]
+            cut += [
+                piece
+                for piece in ((s, min(e, turn.start)), (max(s, turn.end), e))
+                if piece[1] > piece[0]
+            ]
         spans = cut
     return spans
 
@@ -126,7 +132,7 @@ def identify_speakers(
     rows, columns = linear_sum_assignment(similarity, maximize=True)
     return {
         labels[r]: (names[c], round(float(similarity[r, c]), 3))
-        for r, c in zip(rows, columns)
+        for r, c in zip(rows, columns, strict=True)
         if similarity[r, c] >= threshold
     }
 

@@ -180,7 +180,9 @@ class BatchTranscriber:
         self.pack_short_pieces = pack_short_pieces
         self.workers = max(1, int(getattr(model.model, "num_workers", 1)))
         self.call_duration = CallDuration(self.workers)
-        self._pool = ThreadPoolExecutor(self.workers, "whisper-worker") if self.workers > 1 else None
+        self._pool = (
+            ThreadPoolExecutor(self.workers, "whisper-worker") if self.workers > 1 else None
+        )
         self._pipeline = BatchedInferencePipeline(model)
         self.is_multilingual = bool(model.model.is_multilingual)
 
@@ -205,7 +207,7 @@ class BatchTranscriber:
             if self.pack_short_pieces and len(pieces) > 1:
                 return self._transcribe_packed(pieces, options)
             return self._transcribe_split(pieces, options)
-        except Exception:  # noqa: BLE001 - isolate the failing piece below
+        except Exception:
             if len(pieces) == 1:
                 logger.exception("Whisper failed on a piece")
                 return [ModelFailureError("transcription failed for this audio")]
@@ -224,7 +226,7 @@ class BatchTranscriber:
         packed_options = replace(options, word_timestamps=True)  # words carry pieces apart
         decoded = self._transcribe_split([assemble(pieces, w) for w in windows], packed_options)
         results: list[PieceTranscript | Exception] = [None] * len(pieces)  # type: ignore[list-item]
-        for window, transcript in zip(windows, decoded):
+        for window, transcript in zip(windows, decoded, strict=True):
             if len(window) == 1:
                 results[window[0].index] = transcript
                 continue
@@ -238,7 +240,7 @@ class BatchTranscriber:
         missed = [i for i, r in enumerate(results) if not r.segments]
         if missed:
             again = self._transcribe_split([pieces[i] for i in missed], options)
-            for index, transcript in zip(missed, again):
+            for index, transcript in zip(missed, again, strict=True):
                 results[index] = transcript
         return results
 
@@ -268,8 +270,8 @@ class BatchTranscriber:
 
         futures = [self._pool.submit(decode, share) for share in shares]
         results: list[PieceTranscript] = [None] * len(pieces)  # type: ignore[list-item]
-        for share, future in zip(shares, futures):
-            for index, transcript in zip(share, future.result()):
+        for share, future in zip(shares, futures, strict=True):
+            for index, transcript in zip(share, future.result(), strict=True):
                 results[index] = transcript
         return results
 
@@ -299,7 +301,7 @@ class BatchTranscriber:
             windows = [pieces[index][begin:] for index, begin in active]
             decoded = self._decode_windows(windows, tokenizer, fw_options, options)
             still = []
-            for (index, begin), (segments, seek_s) in zip(active, decoded):
+            for (index, begin), (segments, seek_s) in zip(active, decoded, strict=True):
                 offset = begin / SAMPLE_RATE
                 for segment in segments:
                     _shift_segment(segment, offset)
@@ -330,7 +332,7 @@ class BatchTranscriber:
         )
         frames_per_second = self.model.frames_per_second
         decoded = []
-        for index, (window, output) in enumerate(zip(windows, outputs)):
+        for index, (window, output) in enumerate(zip(windows, outputs, strict=True)):
             duration = window.shape[0] / SAMPLE_RATE
             segment_size = int(np.ceil(duration) * frames_per_second)
             subsegments, seek, _ = self.model._split_segments_by_timestamps(
@@ -364,7 +366,9 @@ class BatchTranscriber:
                 )
             segments = self._to_segments(raw, output, options, duration)
             if options.logprobs and segments:
-                self._add_logprobs(segments, tokenizer, _slice_batch(encoder_output, index), segment_size)
+                self._add_logprobs(
+                    segments, tokenizer, _slice_batch(encoder_output, index), segment_size
+                )
             decoded.append((segments, seek / frames_per_second))
         return decoded
 
@@ -391,7 +395,7 @@ class BatchTranscriber:
             encoder_output, tokenizer.sot_sequence, [text_tokens], [num_frames]
         )
         probabilities = iter(alignment.text_token_probs)
-        for segment, tokens in zip(segments, per_segment):
+        for segment, tokens in zip(segments, per_segment, strict=True):
             segment.logprobs = [
                 (tokenizer.decode([token]), math.log(max(next(probabilities), 1e-12)))
                 for token in tokens
@@ -484,7 +488,9 @@ def _shift_segment(segment: Segment, offset: float) -> None:
 def _slice_batch(storage: ctranslate2.StorageView, index: int) -> ctranslate2.StorageView:
     """One item of a batched encoder output, without re-encoding."""
     if storage.device == "cpu":
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(storage)[index : index + 1]))
+        return ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(np.asarray(storage)[index : index + 1])
+        )
     import torch  # CUDA storage: go through torch's view of the same memory
 
     return ctranslate2.StorageView.from_array(

@@ -17,7 +17,9 @@ def secured(server, tmp_path_factory) -> str:
 
     key_file = tmp_path_factory.mktemp("keys") / "keys.txt"
     key_file.write_text("sk-from-file\n")
-    settings = load_settings(api_keys=["sk-test-1"], api_keys_file=key_file, enable_speaker_diarization=False)
+    settings = load_settings(
+        api_keys=["sk-test-1"], api_keys_file=key_file, enable_speaker_diarization=False
+    )
     serve.run(build(settings), name="secured", route_prefix="/secured")
     yield f"{server}/secured"
     serve.delete("secured")
@@ -28,12 +30,22 @@ def test_keys_required_but_health_open(secured, testdata):
     url = f"{secured}/v1/audio/transcriptions"
     no_key = requests.post(url, files={"file": ("jfk.flac", jfk)}, timeout=120)
     assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "invalid_api_key"
-    wrong = requests.post(url, files={"file": ("jfk.flac", jfk)}, headers={"Authorization": "Bearer sk-nope"}, timeout=120)
+    wrong = requests.post(
+        url,
+        files={"file": ("jfk.flac", jfk)},
+        headers={"Authorization": "Bearer sk-nope"},
+        timeout=120,
+    )
     assert wrong.status_code == 401
     assert requests.get(f"{secured}/v1/models", timeout=30).status_code == 401
     assert requests.get(f"{secured}/health", timeout=30).status_code == 200
     for key in ("sk-test-1", "sk-from-file"):
-        ok = requests.post(url, files={"file": ("jfk.flac", jfk)}, headers={"Authorization": f"Bearer {key}"}, timeout=600)
+        ok = requests.post(
+            url,
+            files={"file": ("jfk.flac", jfk)},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=600,
+        )
         assert ok.status_code == 200 and "country" in ok.json()["text"]
 
 

@@ -42,7 +42,9 @@ def limited(server) -> str:
     from pipeline_graph import build
     from speakerscribe.settings import load_settings
 
-    settings = load_settings(max_upload_mb=1.0, max_audio_duration_s=700.0, enable_speaker_diarization=False)
+    settings = load_settings(
+        max_upload_mb=1.0, max_audio_duration_s=700.0, enable_speaker_diarization=False
+    )
     serve.run(build(settings), name="limited", route_prefix="/limited")
     yield f"{server}/limited"
     serve.delete("limited")
@@ -65,17 +67,53 @@ def cases(testdata):
     return [
         ("0 bytes", {"file": ("empty.wav", b"")}, {}, 400, "file"),
         ("missing file field", None, {"response_format": "json"}, 400, "file"),
-        ("text file named .wav", {"file": ("notes.wav", b"meeting notes: buy milk\n" * 20)}, {}, 400, "file"),
+        (
+            "text file named .wav",
+            {"file": ("notes.wav", b"meeting notes: buy milk\n" * 20)},
+            {},
+            400,
+            "file",
+        ),
         ("just a RIFF header", {"file": ("head.wav", sample[:44])}, {}, 400, "file"),
         ("corrupted WAV header", {"file": ("bad.wav", bytes(corrupted_header))}, {}, 400, "file"),
         ("video without audio", {"file": ("silent.mp4", video_without_audio())}, {}, 400, "file"),
         ("truncated mp3 (first half)", {"file": ("cut.mp3", mp3[: len(mp3) // 2])}, {}, 200, None),
-        ("1 ms of audio", {"file": ("tick.wav", wav(np.zeros(16, np.float32), 16000))}, {}, 200, ""),
-        ("10 minutes of silence", {"file": ("quiet.wav", wav(np.zeros(16000 * 600, np.float32), 16000))}, {}, 200, ""),
-        ("float WAV with NaNs", {"file": ("nan.wav", wav(nan_wav, 16000, "FLOAT"))}, {}, 200, "chicago"),
-        ("8 channels", {"file": ("8ch.wav", wav(eight_channels.astype(np.float32), 16000))}, {}, 200, "hello"),
+        (
+            "1 ms of audio",
+            {"file": ("tick.wav", wav(np.zeros(16, np.float32), 16000))},
+            {},
+            200,
+            "",
+        ),
+        (
+            "10 minutes of silence",
+            {"file": ("quiet.wav", wav(np.zeros(16000 * 600, np.float32), 16000))},
+            {},
+            200,
+            "",
+        ),
+        (
+            "float WAV with NaNs",
+            {"file": ("nan.wav", wav(nan_wav, 16000, "FLOAT"))},
+            {},
+            200,
+            "chicago",
+        ),
+        (
+            "8 channels",
+            {"file": ("8ch.wav", wav(eight_channels.astype(np.float32), 16000))},
+            {},
+            200,
+            "hello",
+        ),
         ("8 kHz", {"file": ("8k.wav", wav(speech[::2], 8000))}, {}, 200, "chicago"),
-        ("192 kHz", {"file": ("192k.wav", wav(np.repeat(speech[:160000], 12), 192000))}, {}, 200, "hello"),
+        (
+            "192 kHz",
+            {"file": ("192k.wav", wav(np.repeat(speech[:160000], 12), 192000))},
+            {},
+            200,
+            "hello",
+        ),
         ("pure tone", {"file": ("tone.wav", wav(tone_8k, 8000))}, {}, 200, None),
         ("temperature not a number", ok, {"temperature": "warm"}, 400, "temperature"),
         ("temperature out of range", ok, {"temperature": "1.5"}, 400, "temperature"),
@@ -86,9 +124,21 @@ def cases(testdata):
         ("num_speakers not a number", ok, {"num_speakers": "two"}, 400, "num_speakers"),
         ("min_speakers > max_speakers", ok, {"min_speakers": "4", "max_speakers": "2"}, 400, None),
         ("unknown model", ok, {"model": "whisper-9000"}, 404, "model"),
-        ("unknown granularity", ok, {"timestamp_granularities[]": "sentence"}, 400, "timestamp_granularities"),
+        (
+            "unknown granularity",
+            ok,
+            {"timestamp_granularities[]": "sentence"},
+            400,
+            "timestamp_granularities",
+        ),
         ("unknown field", ok, {"frobnicate": "yes"}, 400, "frobnicate"),
-        ("boolean that is not", ok, {"enable_vocal_separation": "perhaps"}, 400, "enable_vocal_separation"),
+        (
+            "boolean that is not",
+            ok,
+            {"enable_vocal_separation": "perhaps"},
+            400,
+            "enable_vocal_separation",
+        ),
         ("multichannel on a mono file", ok, {"multichannel": "true"}, 200, "country"),
     ]
 
@@ -104,7 +154,9 @@ def test_bad_input_corpus(server, testdata):
     temp_before = temp_files()
     outcomes = []
     for name, files, form, status, check in cases(testdata):
-        response = requests.post(f"{server}/v1/audio/transcriptions", files=files, data=form, timeout=600)
+        response = requests.post(
+            f"{server}/v1/audio/transcriptions", files=files, data=form, timeout=600
+        )
         outcomes.append((name, response.status_code))
         assert response.status_code == status, (name, response.text[:300])
         body = response.json()
@@ -119,8 +171,12 @@ def test_bad_input_corpus(server, testdata):
     # After all of it: still healthy, still right.
     assert requests.get(f"{server}/health", timeout=30).status_code == 200
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
-        good = requests.post(f"{server}/v1/audio/transcriptions", files={"file": audio}, timeout=600)
-    assert good.status_code == 200 and "ask not what your country" in good.json()["text"].lower().replace(",", "")
+        good = requests.post(
+            f"{server}/v1/audio/transcriptions", files={"file": audio}, timeout=600
+        )
+    assert good.status_code == 200 and "ask not what your country" in good.json()[
+        "text"
+    ].lower().replace(",", "")
     assert temp_files() <= temp_before  # no request, good or bad, left a temporary file
 
 
@@ -131,11 +187,17 @@ def test_non_multipart_json_body(server):
 
 def test_upload_and_duration_limits(limited, testdata):
     big = (testdata / "pyannote/sample.wav").read_bytes() * 2  # ~1.8 MB > 1 MB
-    response = requests.post(f"{limited}/v1/audio/transcriptions", files={"file": ("big.wav", big)}, timeout=120)
-    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
-    small_but_long = wav(np.zeros(1000 * 720, np.float32), 1000, "PCM_U8")  # 12 min at 1 kHz, 0.7 MB
     response = requests.post(
-        f"{limited}/v1/audio/transcriptions", files={"file": ("long.wav", small_but_long)}, timeout=300
+        f"{limited}/v1/audio/transcriptions", files={"file": ("big.wav", big)}, timeout=120
+    )
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    small_but_long = wav(
+        np.zeros(1000 * 720, np.float32), 1000, "PCM_U8"
+    )  # 12 min at 1 kHz, 0.7 MB
+    response = requests.post(
+        f"{limited}/v1/audio/transcriptions",
+        files={"file": ("long.wav", small_but_long)},
+        timeout=300,
     )
     assert response.status_code == 413 and response.json()["error"]["code"] == "audio_too_long"
     assert requests.get(f"{limited}/health", timeout=30).status_code == 200
@@ -171,7 +233,9 @@ def test_chunked_upload_over_the_limit_stops_at_the_limit(limited, testdata):
 def test_slow_chunked_upload_is_received_whole(server, testdata):
     """An upload that trickles in over seconds is neither cut nor refused."""
     body, content_type = multipart(
-        "jfk.flac", (testdata / "faster-whisper/jfk.flac").read_bytes(), enable_speaker_diarization="false"
+        "jfk.flac",
+        (testdata / "faster-whisper/jfk.flac").read_bytes(),
+        enable_speaker_diarization="false",
     )
     response = requests.post(
         f"{server}/v1/audio/transcriptions",

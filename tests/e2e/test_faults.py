@@ -17,7 +17,11 @@ def _post(url: str, data: bytes, timeout: float = 300) -> tuple[int, float, dict
         response = requests.post(url, files={"file": ("clip.flac", data)}, timeout=timeout)
     except requests.RequestException as error:  # a hang or a dropped connection fails the test
         return -1, time.perf_counter() - started, {"exception": repr(error)}
-    return response.status_code, time.perf_counter() - started, {k.lower(): v for k, v in response.headers.items()}
+    return (
+        response.status_code,
+        time.perf_counter() - started,
+        {k.lower(): v for k, v in response.headers.items()},
+    )
 
 
 @pytest.fixture()
@@ -49,7 +53,9 @@ def test_killed_transcriber_replica(app_named, testdata):
     jfk = (testdata / "faster-whisper/jfk.flac").read_bytes()
     assert _post(url, jfk)[0] == 200
 
-    (replica,) = [handle for _, deployment, handle in replica_actors("faulty") if deployment == "Transcriber"]
+    (replica,) = [
+        handle for _, deployment, handle in replica_actors("faulty") if deployment == "Transcriber"
+    ]
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(_post, url, jfk, 120) for _ in range(8)]
         time.sleep(1.0)  # requests are in flight
@@ -84,7 +90,9 @@ def test_overload_gets_503_with_retry_after(app_named, testdata):
     base = app_named("tight", tight)
     sample = (testdata / "pyannote/sample.wav").read_bytes()
     with ThreadPoolExecutor(10) as pool:
-        outcomes = list(pool.map(lambda _: _post(f"{base}/v1/audio/transcriptions", sample), range(10)))
+        outcomes = list(
+            pool.map(lambda _: _post(f"{base}/v1/audio/transcriptions", sample), range(10))
+        )
     statuses = [status for status, _, _ in outcomes]
     assert set(statuses) <= {200, 503}, statuses
     assert statuses.count(503) >= 1 and statuses.count(200) >= 2, statuses

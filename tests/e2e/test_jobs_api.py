@@ -1,4 +1,5 @@
-"""Jobs for long files: submit, poll progress, fetch in any format, survive the ingress, cancel, webhook."""
+"""Jobs for long files: submit, poll progress, fetch in any format, survive the ingress, cancel,
+webhook."""
 
 from __future__ import annotations
 
@@ -25,9 +26,16 @@ def twenty_minutes(testdata) -> bytes:
     """The shared conversations and speeches, repeated to 20 minutes, as FLAC."""
     from speakerscribe.audio import decode_audio_bytes
 
-    names = ["pyannote/sample.wav", "pyannote/dev00.wav", "pyannote/dev01.wav", "faster-whisper/jfk.flac"]
+    names = [
+        "pyannote/sample.wav",
+        "pyannote/dev00.wav",
+        "pyannote/dev01.wav",
+        "faster-whisper/jfk.flac",
+    ]
     gap = np.zeros(8000, np.float32)
-    block = np.concatenate([x for n in names for x in (decode_audio_bytes((testdata / n).read_bytes()), gap)])
+    block = np.concatenate(
+        [x for n in names for x in (decode_audio_bytes((testdata / n).read_bytes()), gap)]
+    )
     audio = np.tile(block, int(np.ceil(20 * 60 * 16000 / block.size)))[: 20 * 60 * 16000]
     buffer = io.BytesIO()
     soundfile.write(buffer, audio, 16000, format="FLAC")
@@ -36,7 +44,10 @@ def twenty_minutes(testdata) -> bytes:
 
 def submit(server: str, data: bytes, **form) -> dict:
     response = requests.post(
-        f"{server}/v1/audio/transcriptions/jobs", files={"file": ("long.flac", data)}, data=form, timeout=120
+        f"{server}/v1/audio/transcriptions/jobs",
+        files={"file": ("long.flac", data)},
+        data=form,
+        timeout=120,
     )
     assert response.status_code == 202, response.text
     assert response.headers["location"] == f"/v1/audio/jobs/{response.json()['id']}"
@@ -56,7 +67,9 @@ def poll(server: str, job_id: str) -> dict | None:
 
 
 def transcriber_stats() -> dict:
-    return serve.get_deployment_handle("Transcriber", app_name="speakerscribe").stats.remote().result()
+    return (
+        serve.get_deployment_handle("Transcriber", app_name="speakerscribe").stats.remote().result()
+    )
 
 
 def test_a_long_job_survives_its_ingress_and_equals_the_synchronous_answer(server, twenty_minutes):
@@ -72,7 +85,9 @@ def test_a_long_job_survives_its_ingress_and_equals_the_synchronous_answer(serve
         if state is not None:
             seen.append((state["stage"], state["progress"]))
             if killed_at is None and state["progress"] >= 0.15:
-                (ingress,) = [h for _, name, h in replica_actors("speakerscribe") if name == "SpeechIngress"]
+                (ingress,) = [
+                    h for _, name, h in replica_actors("speakerscribe") if name == "SpeechIngress"
+                ]
                 ray.kill(ingress, no_restart=False)
                 killed_at = state["progress"]
             if state["status"] in ("succeeded", "failed", "cancelled"):
@@ -82,22 +97,30 @@ def test_a_long_job_survives_its_ingress_and_equals_the_synchronous_answer(serve
     assert killed_at is not None and killed_at < 1.0, "the ingress was not killed mid-job"
     fractions = [p for stage, p in seen if stage == "transcription"]
     assert fractions == sorted(fractions) and len(set(fractions)) >= 4, seen
-    print(f"job progress seen: {sorted(set(round(f, 2) for f in fractions))}; ingress killed at {killed_at:.2f}")
+    print(
+        f"job progress seen: {sorted(set(round(f, 2) for f in fractions))}; ingress killed "
+        f"at {killed_at:.2f}"
+    )
 
     from_job = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", timeout=60)
     assert from_job.status_code == 200
     synchronous = requests.post(
-        f"{server}/v1/audio/transcriptions", files={"file": ("long.flac", twenty_minutes)}, data=FORM, timeout=900
+        f"{server}/v1/audio/transcriptions",
+        files={"file": ("long.flac", twenty_minutes)},
+        data=FORM,
+        timeout=900,
     )
     assert synchronous.status_code == 200
     job_body, sync_body = from_job.json(), synchronous.json()
     assert job_body["text"] == sync_body["text"] and len(job_body["text"]) > 5000
     assert job_body["duration"] == sync_body["duration"] == 1200.0
     assert len(job_body["segments"]) == len(sync_body["segments"])
-    for a, b in zip(job_body["segments"], sync_body["segments"]):
+    for a, b in zip(job_body["segments"], sync_body["segments"], strict=True):
         assert abs(a["start"] - b["start"]) <= 0.02 and abs(a["end"] - b["end"]) <= 0.02
 
-    as_srt = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", params={"response_format": "srt"}, timeout=60)
+    as_srt = requests.get(
+        f"{server}/v1/audio/jobs/{job['id']}/result", params={"response_format": "srt"}, timeout=60
+    )
     assert len(list(srt.parse(as_srt.text))) == len(job_body["segments"])
 
 
@@ -130,7 +153,7 @@ def test_a_cancelled_job_stops_using_the_transcriber(server, twenty_minutes):
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["content-length"]))
         _Hook.received.append(json.loads(body))
         self.send_response(204)
@@ -160,7 +183,9 @@ def test_webhook_on_completion_and_results_in_any_format(server, testdata):
     assert event["type"] == "job.succeeded" and event["job"]["id"] == job["id"]
     text = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", timeout=30)
     assert text.headers["content-type"].startswith("text/plain") and "ask not" in text.text
-    vtt = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", params={"response_format": "vtt"}, timeout=30)
+    vtt = requests.get(
+        f"{server}/v1/audio/jobs/{job['id']}/result", params={"response_format": "vtt"}, timeout=30
+    )
     assert vtt.text.startswith("WEBVTT")
     listed = requests.get(f"{server}/v1/audio/jobs", timeout=30).json()
     assert job["id"] in [j["id"] for j in listed["data"]]
@@ -197,13 +222,18 @@ def test_unknown_job_is_a_404(server):
 def test_a_job_on_bad_audio_fails_with_the_same_error_a_synchronous_request_gets(server):
     job = submit(server, b"this is not audio", response_format="json")
     deadline = time.time() + 60
-    while (state := poll(server, job["id"])) is None or state["status"] not in ("failed", "succeeded"):
+    while (state := poll(server, job["id"])) is None or state["status"] not in (
+        "failed",
+        "succeeded",
+    ):
         assert time.time() < deadline, state
         time.sleep(0.5)
     assert state["status"] == "failed" and state["error"]["code"] == "invalid_audio"
     result = requests.get(f"{server}/v1/audio/jobs/{job['id']}/result", timeout=30)
     synchronous = requests.post(
-        f"{server}/v1/audio/transcriptions", files={"file": ("x.wav", b"this is not audio")}, timeout=30
+        f"{server}/v1/audio/transcriptions",
+        files={"file": ("x.wav", b"this is not audio")},
+        timeout=30,
     )
     assert result.status_code == synchronous.status_code == 400
     assert result.json()["error"]["code"] == synchronous.json()["error"]["code"] == "invalid_audio"

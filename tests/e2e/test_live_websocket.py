@@ -36,14 +36,24 @@ def stream(url: str, frames: list[bytes], speed: float = 4.0, binary: bool = Fal
     events: list[dict] = []
     with connect(url, open_timeout=60, max_size=None) as socket:
         events.append(json.loads(socket.recv(timeout=60)))
-        update = {"type": "session.update", "session": {"type": "transcription", "enable_speaker_diarization": True}}
+        update = {
+            "type": "session.update",
+            "session": {"type": "transcription", "enable_speaker_diarization": True},
+        }
         socket.send(json.dumps(update))
         started = time.monotonic()
         for index, frame in enumerate(frames):
             if binary:
                 socket.send(frame)
             else:
-                socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(frame).decode()}))
+                socket.send(
+                    json.dumps(
+                        {
+                            "type": "input_audio_buffer.append",
+                            "audio": base64.b64encode(frame).decode(),
+                        }
+                    )
+                )
             pause = started + (index + 1) * FRAME_S / speed - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
@@ -69,7 +79,8 @@ def unfinished_items(events: list[dict]) -> set[str]:
     finished = {
         e["item_id"]
         for e in events
-        if e["type"] in (
+        if e["type"]
+        in (
             "conversation.item.input_audio_transcription.completed",
             "conversation.item.input_audio_transcription.failed",
         )
@@ -96,7 +107,9 @@ def test_sample_streamed_at_4x_matches_offline_and_finds_speakers(server, ws_url
     assert kinds[0] == "session.created" and "session.updated" in kinds
     assert "input_audio_buffer.speech_started" in kinds and "input_audio_buffer.committed" in kinds
     assert "conversation.item.input_audio_transcription.failed" not in kinds
-    live = " ".join(e["transcript"] for e in events if e["type"].endswith("transcription.completed"))
+    live = " ".join(
+        e["transcript"] for e in events if e["type"].endswith("transcription.completed")
+    )
     reference = reference_text(testdata)
     live_wer, offline_wer = word_error_rate(reference, live), word_error_rate(reference, offline)
     print(f"WER live {live_wer:.3f} offline {offline_wer:.3f}")
@@ -110,7 +123,9 @@ def test_official_openai_client_speaks_the_protocol(server, testdata):
     from openai import OpenAI
 
     client = OpenAI(
-        base_url=f"{server}/v1", websocket_base_url=server.replace("http://", "ws://") + "/v1", api_key="unused"
+        base_url=f"{server}/v1",
+        websocket_base_url=server.replace("http://", "ws://") + "/v1",
+        api_key="unused",
     )
     frames = pcm16_frames(testdata / "faster-whisper/jfk.flac")
     with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
@@ -128,14 +143,18 @@ def test_official_openai_client_speaks_the_protocol(server, testdata):
                 completed = event
                 break
     assert completed is not None
-    assert "ask not what your country can do for you" in completed.transcript.lower().replace(",", "")
+    assert "ask not what your country can do for you" in completed.transcript.lower().replace(
+        ",", ""
+    )
 
 
 def test_eight_concurrent_streams_all_complete(ws_url, testdata):
     frames = pcm16_frames(testdata / "faster-whisper/jfk.flac")
 
     def one(index: int) -> list[dict]:
-        return stream(ws_url, frames, speed=4.0, binary=index % 2 == 1)  # JSON and raw PCM16 clients
+        return stream(
+            ws_url, frames, speed=4.0, binary=index % 2 == 1
+        )  # JSON and raw PCM16 clients
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(8)))
@@ -149,7 +168,9 @@ def test_bad_client_events_get_error_events_and_the_stream_goes_on(ws_url):
     with connect(ws_url, open_timeout=60) as socket:
         assert json.loads(socket.recv(timeout=60))["type"] == "session.created"
         socket.send("not json")
-        socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": "%%%", "event_id": "evt_1"}))
+        socket.send(
+            json.dumps({"type": "input_audio_buffer.append", "audio": "%%%", "event_id": "evt_1"})
+        )
         socket.send(json.dumps({"type": "response.create"}))
         errors = [json.loads(socket.recv(timeout=30)) for _ in range(3)]
         assert all(e["type"] == "error" and e["error"]["message"] for e in errors)

@@ -27,11 +27,15 @@ def two_models(server, tmp_path_factory) -> str:
     from speakerscribe.random_whisper import build_random_whisper
     from speakerscribe.settings import load_settings
 
-    random_dir = build_random_whisper(tmp_path_factory.mktemp("whisper") / "random", size="tiny-test")
+    random_dir = build_random_whisper(
+        tmp_path_factory.mktemp("whisper") / "random", size="tiny-test"
+    )
     # A batch wait long enough for all eight concurrent uploads to reach one batch: the
     # test is about which pieces share a model call, not about how quickly batches close.
     settings = load_settings(
-        whisper_models={RANDOM: str(random_dir)}, enable_speaker_diarization=False, batch_wait_timeout_s=1.0
+        whisper_models={RANDOM: str(random_dir)},
+        enable_speaker_diarization=False,
+        batch_wait_timeout_s=1.0,
     )
     serve.run(build(settings), name=APP, route_prefix=f"/{APP}")
     yield f"{server}/{APP}"
@@ -74,7 +78,7 @@ def test_requests_route_by_model_and_batches_never_mix_models(two_models, openai
     # A piece decoded by the wrong model would show: tiny.en reads JFK right, the random
     # model reads gibberish.
     assert word_error_rate(reference, alone) > 0.5
-    for model, text in zip(models, texts):
+    for model, text in zip(models, texts, strict=True):
         if model == RANDOM:
             assert word_error_rate(reference, text) > 0.5, text
         else:
@@ -91,7 +95,10 @@ def test_requests_route_by_model_and_batches_never_mix_models(two_models, openai
 def test_unknown_model_in_a_transcription_is_a_404(two_models, testdata):
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
         response = requests.post(
-            f"{two_models}/v1/audio/transcriptions", files={"file": audio}, data={"model": "whisper-9"}, timeout=60
+            f"{two_models}/v1/audio/transcriptions",
+            files={"file": audio},
+            data={"model": "whisper-9"},
+            timeout=60,
         )
     assert response.status_code == 404
     error = response.json()["error"]

@@ -47,20 +47,35 @@ def test_translation_of_english_speech_is_english_text(client, testdata):
     assert wer(reference, translation.text) <= 0.1, translation.text
 
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
-        verbose = client.audio.translations.create(model="whisper-1", file=audio, response_format="verbose_json")
-    assert verbose.language == "english" and verbose.segments and verbose.duration == pytest.approx(11.0, abs=0.1)
+        verbose = client.audio.translations.create(
+            model="whisper-1", file=audio, response_format="verbose_json"
+        )
+    assert (
+        verbose.language == "english"
+        and verbose.segments
+        and verbose.duration == pytest.approx(11.0, abs=0.1)
+    )
 
 
 @pytest.mark.parametrize("response_format", ["srt", "vtt"])
 def test_translation_subtitles_parse(client, testdata, response_format):
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
-        body = client.audio.translations.create(model="whisper-1", file=audio, response_format=response_format)
+        body = client.audio.translations.create(
+            model="whisper-1", file=audio, response_format=response_format
+        )
     if response_format == "srt":
-        cues = [(c.start.total_seconds(), c.end.total_seconds(), c.content) for c in srt.parse(body)]
+        cues = [
+            (c.start.total_seconds(), c.end.total_seconds(), c.content) for c in srt.parse(body)
+        ]
     else:
-        cues = [(c.start_in_seconds, c.end_in_seconds, c.text) for c in webvtt.from_buffer(io.StringIO(body))]
+        cues = [
+            (c.start_in_seconds, c.end_in_seconds, c.text)
+            for c in webvtt.from_buffer(io.StringIO(body))
+        ]
     assert cues and all(0 <= start <= end <= 11.1 for start, end, _ in cues)
-    assert "ask not what your country can do for you" in " ".join(text for _, _, text in cues).lower()
+    assert (
+        "ask not what your country can do for you" in " ".join(text for _, _, text in cues).lower()
+    )
 
 
 def test_translation_refuses_transcription_only_fields(server, testdata):
@@ -78,9 +93,13 @@ def test_translation_refuses_transcription_only_fields(server, testdata):
 
 def test_logprobs_one_per_token_when_asked_absent_otherwise(client, testdata):
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
-        asked = client.audio.transcriptions.create(model="whisper-1", file=audio, include=["logprobs"])
+        asked = client.audio.transcriptions.create(
+            model="whisper-1", file=audio, include=["logprobs"]
+        )
     assert asked.logprobs, "no logprobs"
-    assert "".join(lp.token for lp in asked.logprobs).strip() == asked.text  # each token once, in order
+    assert (
+        "".join(lp.token for lp in asked.logprobs).strip() == asked.text
+    )  # each token once, in order
     assert all(lp.logprob < 0 for lp in asked.logprobs)
     assert all(bytes(int(b) for b in lp.bytes).decode() == lp.token for lp in asked.logprobs)
 
@@ -114,7 +133,15 @@ def test_server_vad_chunking_cuts_at_utterances(client, testdata):
     for name, strategy in [
         ("unset", None),
         ("auto", "auto"),
-        ("server_vad", {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 200, "silence_duration_ms": 800}),
+        (
+            "server_vad",
+            {
+                "type": "server_vad",
+                "threshold": 0.5,
+                "prefix_padding_ms": 200,
+                "silence_duration_ms": 800,
+            },
+        ),
     ]:
         extra = {} if strategy is None else {"chunking_strategy": strategy}
         answers[name] = client.audio.transcriptions.create(
@@ -124,7 +151,10 @@ def test_server_vad_chunking_cuts_at_utterances(client, testdata):
             extra_body={"enable_speaker_diarization": False},
             **extra,
         )
-        assert wer(reference + " " + reference, answers[name].text) <= 0.1, (name, answers[name].text)
+        assert wer(reference + " " + reference, answers[name].text) <= 0.1, (
+            name,
+            answers[name].text,
+        )
     # server_vad decodes each utterance on its own: no segment reaches into the 3 s of silence
     for segment in answers["server_vad"].segments:
         assert segment.end <= gap_start + 0.3 or segment.start >= gap_start + 3 - 0.3, segment
@@ -171,7 +201,12 @@ def test_enrolled_speakers_are_named_on_every_segment(client, testdata, seed):
     right = 0
     for segment in result.segments:
         middle = (segment.start + segment.end) / 2
-        expected = min(truth, key=lambda t: 0 if t[0] <= middle <= t[1] else min(abs(middle - t[0]), abs(middle - t[1])))[2]
+        expected = min(
+            truth,
+            key=lambda t: (
+                0 if t[0] <= middle <= t[1] else min(abs(middle - t[0]), abs(middle - t[1]))
+            ),
+        )[2]
         right += segment.speaker == expected
     accuracy = right / len(result.segments)
     print(f"known speakers, order {order}: {right}/{len(result.segments)} segments named right")
@@ -179,7 +214,9 @@ def test_enrolled_speakers_are_named_on_every_segment(client, testdata, seed):
 
 
 def test_an_unenrolled_voice_keeps_a_letter(client, testdata):
-    mix = np.concatenate([clip(testdata, "spk1_snt2"), np.zeros(RATE // 2, np.float32), clip(testdata, "spk2_snt2")])
+    mix = np.concatenate(
+        [clip(testdata, "spk1_snt2"), np.zeros(RATE // 2, np.float32), clip(testdata, "spk2_snt2")]
+    )
     result = client.audio.transcriptions.create(
         model="whisper-1",
         file=("mix.wav", wav(mix)),
@@ -194,9 +231,24 @@ def test_an_unenrolled_voice_keeps_a_letter(client, testdata):
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"known_speaker_names[]": ["a", "b"], "known_speaker_references[]": ["data:audio/wav;base64,AAAA"]}, "known_speaker_references"),
-        ({"known_speaker_names[]": ["a"], "known_speaker_references[]": ["not a data url"]}, "known_speaker_references[0]"),
-        ({"known_speaker_names[]": ["a"], "known_speaker_references[]": ["data:audio/wav;base64,UklGRg=="]}, "known_speaker_references[0]"),
+        (
+            {
+                "known_speaker_names[]": ["a", "b"],
+                "known_speaker_references[]": ["data:audio/wav;base64,AAAA"],
+            },
+            "known_speaker_references",
+        ),
+        (
+            {"known_speaker_names[]": ["a"], "known_speaker_references[]": ["not a data url"]},
+            "known_speaker_references[0]",
+        ),
+        (
+            {
+                "known_speaker_names[]": ["a"],
+                "known_speaker_references[]": ["data:audio/wav;base64,UklGRg=="],
+            },
+            "known_speaker_references[0]",
+        ),
     ],
 )
 def test_bad_known_speaker_fields_are_400s(server, testdata, fields, param):
@@ -211,7 +263,10 @@ def test_bad_known_speaker_fields_are_400s(server, testdata, fields, param):
 
 
 def test_a_reference_too_short_is_a_400(server, testdata):
-    short = "data:audio/wav;base64," + base64.b64encode(wav(clip(testdata, "spk2_snt2")[: RATE])).decode()
+    short = (
+        "data:audio/wav;base64,"
+        + base64.b64encode(wav(clip(testdata, "spk2_snt2")[:RATE])).decode()
+    )
     response = requests.post(
         f"{server}/v1/audio/transcriptions",
         files={"file": ("jfk.flac", (testdata / "faster-whisper/jfk.flac").read_bytes())},
@@ -241,11 +296,18 @@ def test_overlap_flags_cover_half_of_the_reference_overlap(client, testdata):
             )
         body = result.model_dump()
         words = body["words"]
-        assert words and all("overlap" in w for w in words) and all("overlap" in s for s in body["segments"])
+        assert (
+            words
+            and all("overlap" in w for w in words)
+            and all("overlap" in s for s in body["segments"])
+        )
         flagged = [(w["start"], w["end"]) for w in words if w["overlap"]]
         reference = overlap_regions(rttm[uri])
         covered = regions_duration(intersect_regions(flagged, reference))
-        print(f"{uri}: reference overlap {regions_duration(reference):.2f} s, flagged words cover {covered:.2f} s")
+        print(
+            f"{uri}: reference overlap {regions_duration(reference):.2f} s, flagged words "
+            f"cover {covered:.2f} s"
+        )
         total_reference += regions_duration(reference)
         total_covered += covered
     assert total_covered >= 0.5 * total_reference, (total_covered, total_reference)
@@ -254,6 +316,9 @@ def test_overlap_flags_cover_half_of_the_reference_overlap(client, testdata):
 def test_no_overlap_fields_unless_asked(client, testdata):
     with open(testdata / "pyannote/dev00.wav", "rb") as audio:
         result = client.audio.transcriptions.create(
-            model="whisper-1", file=audio, response_format="verbose_json", timestamp_granularities=["word"]
+            model="whisper-1",
+            file=audio,
+            response_format="verbose_json",
+            timestamp_granularities=["word"],
         )
     assert all("overlap" not in w for w in result.model_dump()["words"])

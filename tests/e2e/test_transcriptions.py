@@ -43,7 +43,7 @@ def cp_wer(reference: dict[str, str], hypothesis: dict[str, str]) -> float:
     best = float("inf")
     for permutation in itertools.permutations(hyp_speakers, len(ref_speakers)):
         errors = 0
-        for ref, hyp in zip(ref_speakers, permutation):
+        for ref, hyp in zip(ref_speakers, permutation, strict=True):
             ref_text = normalize_text(reference[ref])
             hyp_text = normalize_text(hypothesis.get(hyp, "")) if hyp else ""
             out = jiwer.process_words(ref_text, hyp_text or "<empty>")
@@ -66,7 +66,9 @@ def test_sample_wav_diarized_with_openai_client(client, testdata):
     speakers = [s.speaker for s in result.segments]
     assert len(set(speakers)) == 2
     assert speakers[0] == "A" and "B" in speakers  # labels in order of first appearance
-    assert all(s.type == "transcript.text.segment" and isinstance(s.id, str) for s in result.segments)
+    assert all(
+        s.type == "transcript.text.segment" and isinstance(s.id, str) for s in result.segments
+    )
 
     # DER of the speaker-labelled transcript segments against the reference turns.
     reference = read_rttm(testdata / "pyannote/sample.rttm")["sample"]
@@ -80,7 +82,9 @@ def test_sample_wav_diarized_with_openai_client(client, testdata):
         reference_text[speaker] = reference_text.get(speaker, "") + " " + text
     hypothesis_text: dict[str, str] = {}
     for segment in result.segments:
-        hypothesis_text[segment.speaker] = hypothesis_text.get(segment.speaker, "") + " " + segment.text
+        hypothesis_text[segment.speaker] = (
+            hypothesis_text.get(segment.speaker, "") + " " + segment.text
+        )
     assert cp_wer(reference_text, hypothesis_text) <= 0.5
 
 
@@ -117,7 +121,9 @@ def test_stereo_file_downmixed_or_one_speaker_per_channel(client, testdata):
     assert word_error_rate(right, by_speaker["B"]) <= 0.15, by_speaker
 
 
-@pytest.mark.parametrize("response_format", ["json", "text", "srt", "vtt", "verbose_json", "diarized_json"])
+@pytest.mark.parametrize(
+    "response_format", ["json", "text", "srt", "vtt", "verbose_json", "diarized_json"]
+)
 def test_every_response_format_parses(server, testdata, response_format):
     with open(testdata / "pyannote/sample.wav", "rb") as audio:
         response = requests.post(
@@ -137,7 +143,9 @@ def test_every_response_format_parses(server, testdata, response_format):
         parsed = Transcription.model_validate_json(body)
         assert "chicago" in parsed.text.lower()
     elif response_format == "text":
-        assert "chicago" in body.lower() and response.headers["content-type"].startswith("text/plain")
+        assert "chicago" in body.lower() and response.headers["content-type"].startswith(
+            "text/plain"
+        )
     elif response_format == "srt":
         cues = list(srt.parse(body))
         assert cues and all(c.end >= c.start for c in cues)
@@ -231,7 +239,9 @@ def test_models_health_and_alias(server, client):
 def test_bad_requests_get_openai_errors(server, testdata, files, data, status, param):
     if files.get("file", (None, b""))[1] == b"RIFF0000WAVE":
         files = {"file": ("sample.wav", (testdata / "faster-whisper/jfk.flac").read_bytes())}
-    response = requests.post(f"{server}/v1/audio/transcriptions", files=files or None, data=data, timeout=60)
+    response = requests.post(
+        f"{server}/v1/audio/transcriptions", files=files or None, data=data, timeout=60
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["message"] and error["type"] == "invalid_request_error" and error["param"] == param
@@ -247,7 +257,10 @@ def test_non_multipart_body_is_refused(server):
 def test_streaming_with_openai_client(client, testdata):
     with open(testdata / "pyannote/sample.wav", "rb") as audio:
         stream = client.audio.transcriptions.create(
-            model="whisper-1", file=audio, stream=True, extra_body={"response_format": "diarized_json"}
+            model="whisper-1",
+            file=audio,
+            stream=True,
+            extra_body={"response_format": "diarized_json"},
         )
         events = list(stream)
     kinds = [e.type for e in events]

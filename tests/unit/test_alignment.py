@@ -29,7 +29,12 @@ def test_nearest_turn_when_no_overlap():
 
 
 def test_segments_split_where_speaker_changes_and_labels_by_first_appearance():
-    words = [Word(" hi", 0.2, 0.5), Word(" there.", 0.6, 1.0), Word(" hello", 2.5, 3.0), Word(" again", 6.5, 7.0)]
+    words = [
+        Word(" hi", 0.2, 0.5),
+        Word(" there.", 0.6, 1.0),
+        Word(" hello", 2.5, 3.0),
+        Word(" again", 6.5, 7.0),
+    ]
     segments = [Segment(0, 0, 0.2, 7.0, " hi there. hello again", tokens=[1, 2], words=words)]
     result = attribute_speakers(segments, TURNS)
     assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
@@ -54,4 +59,8 @@ def test_merge_channels_interleaves():
     left = [Segment(0, 0, 0.0, 1.0, " l1"), Segment(1, 0, 3.0, 4.0, " l2")]
     right = [Segment(0, 0, 1.5, 2.5, " r1")]
     merged = merge_channels([left, right])
-    assert [(s.text, s.speaker, s.id) for s in merged] == [(" l1", "A", 0), (" r1", "B", 1), (" l2", "A", 2)]
+    assert [(s.text, s.speaker, s.id) for s in merged] == [
+        (" l1", "A", 0),
+        (" r1", "B", 1),
+        (" l2", "A", 2),
+    ]

@@ -75,7 +75,9 @@ def test_containers_decode_to_16k_mono(container, codec, rate):
 def test_real_files(testdata):
     jfk = decode_audio_bytes((testdata / "faster-whisper/jfk.flac").read_bytes())
     assert jfk.size == 11 * 16000
-    left, right = decode_audio_channels((testdata / "faster-whisper/stereo_diarization.wav").read_bytes())
+    left, right = decode_audio_channels(
+        (testdata / "faster-whisper/stereo_diarization.wav").read_bytes()
+    )
     assert left.shape == right.shape == (5 * 16000,)
     assert not np.allclose(left, right)
 

@@ -58,7 +58,13 @@ def test_production_config_autoscales_every_stage_on_fractional_gpus():
         assert scaling["target_ongoing_requests"] <= deployment["max_ongoing_requests"], name
         assert "max_queued_requests" in deployment, name
     gpus = {name: d["ray_actor_options"].get("num_gpus", 0) for name, d in stages.items()}
-    assert gpus == {"SpeechIngress": 0, "VocalSeparator": 0.5, "Transcriber": 0.5, "Diarizer": 0.25, "JobRunner": 0}
+    assert gpus == {
+        "SpeechIngress": 0,
+        "VocalSeparator": 0.5,
+        "Transcriber": 0.5,
+        "Diarizer": 0.25,
+        "JobRunner": 0,
+    }
     # batches can fill: a replica takes at least two batches' worth of pieces
     transcriber = stages["Transcriber"]
     assert transcriber["max_ongoing_requests"] >= 2 * transcriber["user_config"]["max_batch_size"]
@@ -67,7 +73,15 @@ def test_production_config_autoscales_every_stage_on_fractional_gpus():
 def test_configs_are_what_serve_build_writes_plus_our_overrides(tmp_path):
     built_path = tmp_path / "built.yaml"
     subprocess.run(
-        [sys.executable, "-m", "ray.serve.scripts", "build", "pipeline_graph:app", "-o", str(built_path)],
+        [
+            sys.executable,
+            "-m",
+            "ray.serve.scripts",
+            "build",
+            "pipeline_graph:app",
+            "-o",
+            str(built_path),
+        ],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -106,7 +120,9 @@ def test_rayservice_serves_serve_config_yaml_verbatim():
 
 def test_kubernetes_ingress_caps_bodies_at_the_upload_limit():
     service, ingress = rayservice()
-    env = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]
+    env = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+        "env"
+    ]
     limit_mb = next(e["value"] for e in env if e["name"] == "SPEAKERSCRIBE_MAX_UPLOAD_MB")
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == f"{limit_mb}m"
@@ -146,7 +162,10 @@ def test_stage_deadlines_end_a_request_before_serves_timeout(name):
     config = load(name)
     (app,) = config["applications"]
     settings = load_settings(**app["args"])
-    per_stage = settings.stage_timeout_s + settings.stage_timeout_per_audio_s * settings.max_audio_duration_s
+    per_stage = (
+        settings.stage_timeout_s
+        + settings.stage_timeout_per_audio_s * settings.max_audio_duration_s
+    )
     longest_request = settings.stage_timeout_s + 2 * per_stage
     assert config["http_options"]["request_timeout_s"] > longest_request
 

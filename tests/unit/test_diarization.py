@@ -126,8 +126,12 @@ def write_pipeline_dir(directory: Path, checkpoint: Path) -> Path:
     ResemblyzerEmbedding.from_resemblyzer().save_pretrained(directory / "embedding")
     dim = ResemblyzerEmbedding.HIDDEN
     (directory / "plda").mkdir()
-    np.savez(directory / "plda" / "xvec_transform.npz",
-             mean1=np.zeros(dim), mean2=np.zeros(dim), lda=np.eye(dim))
+    np.savez(
+        directory / "plda" / "xvec_transform.npz",
+        mean1=np.zeros(dim),
+        mean2=np.zeros(dim),
+        lda=np.eye(dim),
+    )
     np.savez(directory / "plda" / "plda.npz", mu=np.zeros(dim), tr=np.eye(dim), psi=np.ones(dim))
     config = {
         "pipeline": {
@@ -181,7 +185,9 @@ def test_clip_embeddings_tell_speakers_apart(diarizer, testdata):
     def embed(name: str) -> np.ndarray:
         from speakerscribe.audio import decode_audio_bytes
 
-        vector = diarizer.embed(decode_audio_bytes((testdata / f"speechbrain/{name}.wav").read_bytes()))
+        vector = diarizer.embed(
+            decode_audio_bytes((testdata / f"speechbrain/{name}.wav").read_bytes())
+        )
         return vector / np.linalg.norm(vector)
 
     spk1, spk1_again, spk2 = embed("spk1_snt1"), embed("spk1_snt2"), embed("spk2_snt1")

@@ -19,8 +19,32 @@ def result(diarized: bool = True) -> TranscriptionResult:
         language="en",
         diarized=diarized,
         segments=[
-            Segment(0, 0, 0.0, 1.5, " Hello there.", tokens=[1, 2], words=[Word(" Hello", 0.0, 0.5, speaker="A"), Word(" there.", 0.6, 1.5, speaker="A")], speaker="A"),
-            Segment(1, 0, 3723.25, 3725.0, " Bye, now.", tokens=[3], words=[Word(" Bye,", 3723.25, 3724.0, speaker="B"), Word(" now.", 3724.1, 3725.0, speaker="B")], speaker="B"),
+            Segment(
+                0,
+                0,
+                0.0,
+                1.5,
+                " Hello there.",
+                tokens=[1, 2],
+                words=[
+                    Word(" Hello", 0.0, 0.5, speaker="A"),
+                    Word(" there.", 0.6, 1.5, speaker="A"),
+                ],
+                speaker="A",
+            ),
+            Segment(
+                1,
+                0,
+                3723.25,
+                3725.0,
+                " Bye, now.",
+                tokens=[3],
+                words=[
+                    Word(" Bye,", 3723.25, 3724.0, speaker="B"),
+                    Word(" now.", 3724.1, 3725.0, speaker="B"),
+                ],
+                speaker="B",
+            ),
         ],
     )
 
@@ -74,7 +98,19 @@ def test_verbose_json_shapes():
     assert body["task"] == "transcribe"
     assert [s["speaker"] for s in body["segments"]] == ["A", "B"]
     assert {w["speaker"] for w in body["words"]} == {"A", "B"}
-    segment_keys = {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob", "speaker"}
+    segment_keys = {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+        "speaker",
+    }
     assert set(body["segments"][0]) == segment_keys
 
 

@@ -48,7 +48,8 @@ def test_overlap_regions_two_speakers():
 
 def test_overlap_regions_ignores_same_speaker_and_touching_turns():
     turns = [
-        SpeakerTurn(0.0, 3.0, "A"), SpeakerTurn(1.0, 2.0, "A"),  # A overlapping A
+        SpeakerTurn(0.0, 3.0, "A"),
+        SpeakerTurn(1.0, 2.0, "A"),  # A overlapping A
         SpeakerTurn(3.0, 4.0, "B"),  # touches A's end
         SpeakerTurn(5.0, 5.0, "C"),  # empty
     ]
@@ -107,8 +108,9 @@ def test_second_speaker_curve_and_hysteresis():
         for i in range(per_chunk):
             if 8 <= 2 * c + i < 12:
                 chunks[c, i, 1] = 0.7
-    curve = second_speaker_curve(chunks, chunk_step, frame_step, num_frames,
-                                 warm_up=0.1, quantile=0.9)
+    curve = second_speaker_curve(
+        chunks, chunk_step, frame_step, num_frames, warm_up=0.1, quantile=0.9
+    )
     assert curve.shape == (num_frames,)
     assert np.all(curve[8:12] > 0.5) and np.all(curve[:8] < 0.1) and np.all(curve[12:] < 0.1)
     regions = hysteresis_regions(curve, frame_step, onset=0.5, offset=0.5)
@@ -139,8 +141,10 @@ def test_detector_flags_half_of_the_reference_overlap(testdata):
     from speakerscribe.transcription import load_whisper_model
 
     if not segmentation_checkpoint_path().is_file():
-        pytest.fail(f"segmentation checkpoint missing at {segmentation_checkpoint_path()}; "
-                    "run `make models`")
+        pytest.fail(
+            f"segmentation checkpoint missing at {segmentation_checkpoint_path()}; "
+            "run `make models`"
+        )
     detector = OverlapDetector(segmentation_model(load_diarizer("embedded")), "cpu")
     whisper = load_whisper_model("embedded", device="cpu")
     data = testdata / "pyannote"
@@ -152,8 +156,9 @@ def test_detector_flags_half_of_the_reference_overlap(testdata):
         assert regions == merge_regions(regions)
         assert all(0.0 <= a < b <= len(audio) / SAMPLE_RATE for a, b in regions)
         raw, _ = whisper.transcribe(audio, word_timestamps=True, language="en")
-        segments = [seg(s.start, s.end, [Word(w.word, w.start, w.end) for w in s.words])
-                    for s in raw]
+        segments = [
+            seg(s.start, s.end, [Word(w.word, w.start, w.end) for w in s.words]) for s in raw
+        ]
         flag_overlaps(segments, regions)
         flagged = merge_regions((w.start, w.end) for s in segments for w in s.words if w.overlap)
         truth = _reference_overlap(data / "debug.development.rttm", uri)

@@ -10,13 +10,20 @@ from speakerscribe.protocol import TranscriptionRequest
 
 def test_defaults_and_coercion_from_form_strings():
     request = TranscriptionRequest.from_form(
-        {"temperature": "0.2", "timestamp_granularities": ["word", "segment"], "num_speakers": "2",
-         "enable_speaker_diarization": "false", "language": "EN"}
+        {
+            "temperature": "0.2",
+            "timestamp_granularities": ["word", "segment"],
+            "num_speakers": "2",
+            "enable_speaker_diarization": "false",
+            "language": "EN",
+        }
     )
     assert request.temperature == 0.2 and request.num_speakers == 2
     assert request.enable_speaker_diarization is False and request.language == "en"
     assert request.wants_words() and not request.wants_diarization(default=True)
-    assert TranscriptionRequest.from_form({"response_format": "diarized_json"}).wants_diarization(False)
+    assert TranscriptionRequest.from_form({"response_format": "diarized_json"}).wants_diarization(
+        False
+    )
 
 
 @pytest.mark.parametrize(

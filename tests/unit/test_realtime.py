@@ -30,10 +30,9 @@ from openai.types.realtime import (
     SessionUpdatedEvent,
 )
 
+from speakerscribe.alignment import letter_label
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
-from speakerscribe.alignment import letter_label
-from speakerscribe.scoring import read_stm_text
 from speakerscribe.realtime import (
     LocalAgreement,
     RealtimeSessionConfig,
@@ -42,6 +41,7 @@ from speakerscribe.realtime import (
     StreamingVad,
     sentence_segments,
 )
+from speakerscribe.scoring import read_stm_text
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
 
 EVENT_MODELS = {
@@ -290,7 +290,9 @@ def test_every_event_is_an_openai_event_and_the_flow_is_in_order(sample):
     assert [e["item_id"] for e in committed] == [e["item_id"] for e in completed]
     assert committed[0]["previous_item_id"] is None
     assert [c["previous_item_id"] for c in committed[1:]] == [c["item_id"] for c in committed[:-1]]
-    assert all(a["audio_start_ms"] < b["audio_end_ms"] for a, b in zip(started, stopped))
+    assert all(
+        a["audio_start_ms"] < b["audio_end_ms"] for a, b in zip(started, stopped, strict=True)
+    )
     assert 6_000 <= started[0]["audio_start_ms"] <= 7_000  # speech at 6.7 s, 300 ms pre-roll
     for item in completed:
         deltas = [
@@ -700,7 +702,9 @@ def test_a_pause_between_words_also_cuts_a_sentence():
     ]
     segment = Segment(0, 0, 0.0, 1.4, " in Jersey, and I'm", words=words)
     assert [p.text for p in sentence_segments([segment])] == [" in Jersey,", " and I'm"]
-    assert [p.text for p in sentence_segments([segment], turn_pause_s=0.5)] == [" in Jersey, and I'm"]
+    assert [p.text for p in sentence_segments([segment], turn_pause_s=0.5)] == [
+        " in Jersey, and I'm"
+    ]
 
 
 def test_sentences_become_segments():

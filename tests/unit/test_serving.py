@@ -73,13 +73,21 @@ def run(coro):
 def test_pieces_fan_out_and_words_get_speakers(long_speech):
     stages = FakeStages()
     service = TranscriptionService(load_settings(), stages)
-    result = run(service.transcribe(long_speech, TranscriptionRequest(response_format="diarized_json")))
+    result = run(
+        service.transcribe(long_speech, TranscriptionRequest(response_format="diarized_json"))
+    )
     assert len(stages.pieces) >= 3 and max(stages.pieces) <= 30 * SAMPLE_RATE
     assert stages.diarized == 1 and result.diarized
     starts = [s.start for s in result.segments]
     assert starts == sorted(starts) and result.duration == 90.0
     assert {s.speaker for s in result.segments} == {"A", "B"}
-    assert set(result.stage_seconds) >= {"decode", "chunking", "transcription", "diarization", "merge"}
+    assert set(result.stage_seconds) >= {
+        "decode",
+        "chunking",
+        "transcription",
+        "diarization",
+        "merge",
+    }
     assert "transcription;dur=" in server_timing(result.stage_seconds)
 
 
@@ -95,7 +103,9 @@ def test_diarization_off_skips_the_diarizer_and_word_timestamps(long_speech):
 def test_separation_and_language_detection(long_speech):
     stages = FakeStages()
     service = TranscriptionService(load_settings(), stages)
-    result = run(service.transcribe(long_speech, TranscriptionRequest(enable_vocal_separation=True)))
+    result = run(
+        service.transcribe(long_speech, TranscriptionRequest(enable_vocal_separation=True))
+    )
     assert stages.separated == 1 and result.language == "de"
 
 
@@ -103,7 +113,9 @@ def test_silence_sends_nothing_to_the_transcriber():
     stages = FakeStages()
     service = TranscriptionService(load_settings(), stages)
     silence = wav_bytes(np.zeros(120 * SAMPLE_RATE, dtype=np.float32))
-    result = run(service.transcribe(silence, TranscriptionRequest(enable_speaker_diarization=False)))
+    result = run(
+        service.transcribe(silence, TranscriptionRequest(enable_speaker_diarization=False))
+    )
     assert stages.pieces == [] and result.text == "" and result.duration == 120.0
 
 
@@ -117,7 +129,11 @@ def test_unknown_model_is_404_and_alias_works():
 def test_requests_name_one_of_several_models(long_speech, tmp_path):
     stages = FakeStages()
     service = TranscriptionService(load_settings(whisper_models={"other": str(tmp_path)}), stages)
-    run(service.transcribe(long_speech, TranscriptionRequest(model="other", enable_speaker_diarization=False)))
+    run(
+        service.transcribe(
+            long_speech, TranscriptionRequest(model="other", enable_speaker_diarization=False)
+        )
+    )
     run(service.transcribe(long_speech, TranscriptionRequest(enable_speaker_diarization=False)))
     assert set(stages.models) == {"other", "whisper-tiny.en"}
     assert stages.models[0] == "other"  # language detection asks the requested model
@@ -128,7 +144,9 @@ def test_stream_events_deltas_in_order_then_segments_then_done(long_speech):
     service = TranscriptionService(load_settings(), stages)
 
     async def collect():
-        prepared = await service.prepare(long_speech, TranscriptionRequest(stream=True, response_format="diarized_json"))
+        prepared = await service.prepare(
+            long_speech, TranscriptionRequest(stream=True, response_format="diarized_json")
+        )
         return [event async for event in service.stream_events(prepared)]
 
     events = run(collect())
@@ -150,7 +168,11 @@ def test_a_stuck_stage_is_a_504_and_a_lost_replica_a_503(long_speech):
 
     settings = load_settings(stage_timeout_s=0.2, stage_timeout_per_audio_s=0.0)
     with pytest.raises(StageTimeoutError) as raised:
-        run(TranscriptionService(settings, SlowDiarizer()).transcribe(long_speech, TranscriptionRequest()))
+        run(
+            TranscriptionService(settings, SlowDiarizer()).transcribe(
+                long_speech, TranscriptionRequest()
+            )
+        )
     assert raised.value.status_code == 504 and "diarization" in raised.value.message
 
     class ActorDiedError(Exception):  # stands in for ray.exceptions.ActorDiedError
@@ -161,7 +183,11 @@ def test_a_stuck_stage_is_a_504_and_a_lost_replica_a_503(long_speech):
             raise ActorDiedError("replica died")
 
     with pytest.raises(OverloadedError) as raised:
-        run(TranscriptionService(load_settings(), DyingTranscriber()).transcribe(long_speech, TranscriptionRequest()))
+        run(
+            TranscriptionService(load_settings(), DyingTranscriber()).transcribe(
+                long_speech, TranscriptionRequest()
+            )
+        )
     assert raised.value.status_code == 503 and raised.value.code == "replica_failed"
 
 
@@ -237,7 +263,9 @@ def test_more_known_speakers_than_the_setting_allows_is_a_400(long_speech):
 def test_overlap_flags_reach_words_and_segments(long_speech):
     stages = FakeStages()
     service = TranscriptionService(load_settings(), stages)
-    result = run(service.transcribe(long_speech, TranscriptionRequest(enable_overlap_detection=True)))
+    result = run(
+        service.transcribe(long_speech, TranscriptionRequest(enable_overlap_detection=True))
+    )
     assert stages.diarization_options.detect_overlap and result.overlap
     flagged = [w for s in result.segments for w in s.words if w.overlap]
     assert flagged and all(w.start <= 20.1 for w in flagged)
@@ -247,7 +275,11 @@ def test_overlap_flags_reach_words_and_segments(long_speech):
 
 def test_server_vad_chunking_sends_one_piece_per_utterance(long_speech):
     default, vad = FakeStages(), FakeStages()
-    run(TranscriptionService(load_settings(), default).transcribe(long_speech, TranscriptionRequest()))
+    run(
+        TranscriptionService(load_settings(), default).transcribe(
+            long_speech, TranscriptionRequest()
+        )
+    )
     request = TranscriptionRequest.from_form(
         {"chunking_strategy": {"type": "server_vad", "silence_duration_ms": "200"}}
     )
@@ -272,7 +304,11 @@ def test_progress_rises_and_pieces_in_flight_are_capped(long_speech):
     request = TranscriptionRequest.from_form(
         {"chunking_strategy": {"type": "server_vad"}, "enable_speaker_diarization": "false"}
     )
-    run(service.transcribe(long_speech, request, progress=lambda *a: seen.append(a), pieces_in_flight=1))
+    run(
+        service.transcribe(
+            long_speech, request, progress=lambda *a: seen.append(a), pieces_in_flight=1
+        )
+    )
     assert CountingStages.peak == 1
     fractions = [f for stage, f in seen if stage == "transcription"]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
@@ -284,4 +320,6 @@ def test_a_diarized_job_reports_the_diarizer_once_transcription_is_done(long_spe
     service = TranscriptionService(load_settings(), FakeStages())
     run(service.transcribe(long_speech, TranscriptionRequest(), progress=lambda *a: seen.append(a)))
     stages = [stage for stage, _ in seen]
-    assert stages.index("diarization") > max(i for i, s in enumerate(stages) if s == "transcription")
+    assert stages.index("diarization") > max(
+        i for i, s in enumerate(stages) if s == "transcription"
+    )

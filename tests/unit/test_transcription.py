@@ -35,12 +35,12 @@ def test_batched_equals_sequential(transcriber, pieces):
     alone = [transcriber.transcribe([p], options)[0] for p in pieces]
     together = transcriber.transcribe(pieces, options)
     assert transcriber.workers == 2  # so the three pieces were split between two workers
-    for one, batched in zip(alone, together):
+    for one, batched in zip(alone, together, strict=True):
         assert [s.text for s in one.segments] == [s.text for s in batched.segments]
         words_one = [w for s in one.segments for w in s.words]
         words_batched = [w for s in batched.segments for w in s.words]
         assert len(words_one) == len(words_batched) > 0
-        for a, b in zip(words_one, words_batched):
+        for a, b in zip(words_one, words_batched, strict=True):
             assert abs(a.start - b.start) <= 0.02 and abs(a.end - b.end) <= 0.02
 
 
@@ -71,8 +71,12 @@ def test_local_model_directory_and_missing_one(tmp_path, testdata):
     model = load_whisper_model(str(directory), device="auto", compute_type="auto")
     assert model.model.device == "cpu" and model.model.compute_type.startswith("int8")
     assert not model.model.is_multilingual
-    audio = decode_audio_bytes((testdata / "faster-whisper/jfk.flac").read_bytes())[: 5 * SAMPLE_RATE]
-    (result,) = BatchTranscriber(model).transcribe([audio], DecodeOptions(language="en", beam_size=1))
+    audio = decode_audio_bytes((testdata / "faster-whisper/jfk.flac").read_bytes())[
+        : 5 * SAMPLE_RATE
+    ]
+    (result,) = BatchTranscriber(model).transcribe(
+        [audio], DecodeOptions(language="en", beam_size=1)
+    )
     assert result.segments and all(0 <= s.start <= s.end <= 5.0 for s in result.segments)
     with pytest.raises(ModelNotFoundError):
         load_whisper_model(str(tmp_path / "no-such-model"), device="cpu")
@@ -95,7 +99,7 @@ def test_packed_short_pieces_read_the_same(transcriber, testdata):
     packer = BatchTranscriber(transcriber.model, pack_short_pieces=True)
     packed = packer.transcribe(clips, options)
     errors = []
-    for clip, one, other in zip(clips, alone, packed):
+    for clip, one, other in zip(clips, alone, packed, strict=True):
         text_one = "".join(s.text for s in one.segments)
         text_other = "".join(s.text for s in other.segments)
         errors.append(word_error_rate(text_one, text_other))

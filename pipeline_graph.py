@@ -26,15 +26,16 @@ def build(args: Settings) -> Application:
     """Settings → ingress bound to separator, transcriber, diarizer and job runner handles."""
     if not isinstance(args, Settings):  # a plain dict, e.g. from an older Serve
         args = load_settings(**dict(args or {}))
-    transcriber = Transcriber.options(
+    # @serve.deployment makes each class a Deployment; mypy keeps a decorated class's own type
+    transcriber = Transcriber.options(  # type: ignore[attr-defined]
         user_config={
             "max_batch_size": args.max_batch_size,
             "batch_wait_timeout_s": args.batch_wait_timeout_s,
         }
     ).bind(args)
-    separator, diarizer = VocalSeparator.bind(args), Diarizer.bind(args)
-    job_runner = JobRunner.bind(args, separator, transcriber, diarizer)
-    return SpeechIngress.bind(args, separator, transcriber, diarizer, job_runner)
+    separator, diarizer = VocalSeparator.bind(args), Diarizer.bind(args)  # type: ignore[attr-defined]
+    job_runner = JobRunner.bind(args, separator, transcriber, diarizer)  # type: ignore[attr-defined]
+    return SpeechIngress.bind(args, separator, transcriber, diarizer, job_runner)  # type: ignore[attr-defined]
 
 
 app = build(load_settings())

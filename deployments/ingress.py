@@ -18,6 +18,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from ray import serve
 from ray.exceptions import RayTaskError
 from ray.serve import metrics
@@ -25,6 +26,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import UploadFile
+from starlette.types import Message
 
 import speakerscribe
 from deployments.jobs import job_table, request_for
@@ -47,6 +49,7 @@ from speakerscribe.protocol import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    ResponseFormat,
     TranscriptionRequest,
     TranslationRequest,
     blank_is_none,
@@ -145,7 +148,7 @@ def _with_body_limit(request: Request, limit: int) -> Request:
     """
     received = 0
 
-    async def receive() -> dict:
+    async def receive() -> Message:
         nonlocal received
         message = await request.receive()
         if message["type"] == "http.request":
@@ -161,7 +164,9 @@ async def _ready(handle: DeploymentHandle) -> bool:
     return await handle.ready.remote()
 
 
-def _form_schema(model: type = TranscriptionRequest, jobs: bool = False) -> dict[str, Any]:
+def _form_schema(
+    model: type[BaseModel] = TranscriptionRequest, jobs: bool = False
+) -> dict[str, Any]:
     """OpenAPI schema of the multipart form, derived from the request model."""
     schema = model.model_json_schema()
     if jobs:
@@ -272,7 +277,9 @@ class SpeechIngress:
         )
         return self._answer(result, translation_request.response_format)
 
-    def _answer(self, result, response_format: str, granularities=("segment",)) -> Response:
+    def _answer(
+        self, result, response_format: ResponseFormat, granularities=("segment",)
+    ) -> Response:
         """A finished result in the asked format, with its stage timings and metrics."""
         for stage, seconds in result.stage_seconds.items():
             self._stage_seconds.observe(seconds, tags={"stage": stage})
@@ -312,10 +319,10 @@ class SpeechIngress:
             return
         await websocket.accept(subprotocol=subprotocol)
         if intent != "transcription":
-            error = InvalidRequestError(
+            refusal = InvalidRequestError(
                 f"only intent=transcription is served here, not {intent!r}", param="intent"
             )
-            await websocket.send_json({"type": "error", **error.to_openai()})
+            await websocket.send_json({"type": "error", **refusal.to_openai()})
             await websocket.close(code=1008)
             return
         client_listening = True
@@ -434,7 +441,7 @@ class SpeechIngress:
         # the submitted form with this response_format: the same checks as a synchronous request
         asked = request_for(job["task"], {**form, "response_format": chosen})
         body, media_type = render(
-            result, chosen, getattr(asked, "timestamp_granularities", ("segment",))
+            result, asked.response_format, getattr(asked, "timestamp_granularities", ("segment",))
         )
         if isinstance(body, dict):
             return JSONResponse(body)

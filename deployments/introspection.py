@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import ray
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from ray.actor import ActorMethod
 
 PREFIX = "SERVE_REPLICA::"
 
@@ -53,9 +57,9 @@ def replica_memory_mb(app: str | None = None) -> dict[str, dict[str, float]]:
     which include pages of Ray's object store that arguments are read from without a
     copy, and which come and go with the requests in flight). ``peak_mb`` is VmHWM.
     """
-    memory = {}
+    memory: dict[str, dict[str, float]] = {}
     for app_name, deployment, handle in replica_actors(app):
-        memory[f"{app_name}/{deployment}"] = ray.get(
-            handle.__ray_call__.remote(_memory_of_self), timeout=30
-        )
+        # Ray types an ActorHandle's every attribute as Never; this one is an ActorMethod
+        call = cast("ActorMethod", handle.__ray_call__)
+        memory[f"{app_name}/{deployment}"] = ray.get(call.remote(_memory_of_self), timeout=30)
     return memory

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import cast
 
 import aiohttp
 import ray
@@ -41,12 +42,16 @@ def job_table(settings: Settings) -> ActorHandle:
     """The application's job table actor, created by whichever replica asks first."""
     app = serve.get_replica_context().app_name or "default"
     actor = ray.remote(num_cpus=0, max_restarts=-1)(JobTable)
-    return actor.options(
-        name=f"speakerscribe-jobs-{app}",
-        namespace="speakerscribe",
-        lifetime="detached",
-        get_if_exists=True,
-    ).remote(ttl_s=settings.job_ttl_s, max_jobs=settings.max_jobs, stale_after_s=STALE_AFTER_S)
+    # Ray types .remote() as "ActorHandle[T] | type[T]" (so methods resolve); it is a handle
+    return cast(
+        "ActorHandle[JobTable]",
+        actor.options(
+            name=f"speakerscribe-jobs-{app}",
+            namespace="speakerscribe",
+            lifetime="detached",
+            get_if_exists=True,
+        ).remote(ttl_s=settings.job_ttl_s, max_jobs=settings.max_jobs, stale_after_s=STALE_AFTER_S),
+    )
 
 
 def request_for(task: str, form: dict) -> TranscriptionRequest:

@@ -12,6 +12,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
 
 import numpy as np
 from ray import serve
@@ -20,10 +22,33 @@ from ray.serve import metrics
 from speakerscribe.errors import ModelNotFoundError
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
-from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model
+from speakerscribe.transcription import (
+    BatchTranscriber,
+    DecodeOptions,
+    PieceTranscript,
+    load_whisper_model,
+)
 from speakerscribe.types import SAMPLE_RATE, Segment
 
 logger = logging.getLogger("ray.serve")
+
+
+class _BatchedDecode(Protocol):
+    """``Transcriber._batched`` as ``@serve.batch`` leaves it: called once per piece, and
+    carrying its batch queue's setters. Ray's stubs type only batches of one argument
+    list and know none of the setters."""
+
+    def __call__(
+        self, piece: np.ndarray, options: DecodeOptions, model: BatchTranscriber, queued_at: float
+    ) -> Awaitable[PieceTranscript | Exception]: ...
+
+    def set_max_batch_size(self, new_max_batch_size: int) -> None: ...
+
+    def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
+
+
+class _BatchDecorator(Protocol):
+    def __call__(self, method: Callable[..., Awaitable[list[Any]]], /) -> _BatchedDecode: ...
 
 
 @serve.deployment(
@@ -153,7 +178,7 @@ class Transcriber:
     def ready(self) -> bool:
         return True
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    @cast(_BatchDecorator, serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05))
     async def _batched(
         self,
         pieces: list[np.ndarray],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import string
 from collections import defaultdict
+from collections.abc import Set
 
 from speakerscribe.types import Segment, SpeakerTurn, Word
 
@@ -117,7 +118,7 @@ def letter_label(index: int) -> str:
 
 
 def relabel_by_first_appearance(
-    segments: list[Segment], keep: set[str] = frozenset()
+    segments: list[Segment], keep: Set[str] = frozenset()
 ) -> dict[str, str]:
     """Rename speakers A, B, C… in order of first appearance; labels in ``keep`` (enrolled
     names) stay. Returns the mapping used."""
@@ -140,7 +141,7 @@ def relabel_by_first_appearance(
 
 
 def attribute_speakers(
-    segments: list[Segment], turns: list[SpeakerTurn], keep: set[str] = frozenset()
+    segments: list[Segment], turns: list[SpeakerTurn], keep: Set[str] = frozenset()
 ) -> list[Segment]:
     """The whole step: assign, split at changes, relabel A, B, C… (names in ``keep`` stay)."""
     assign_speakers(segments, turns)

@@ -99,6 +99,7 @@ def _mixed_frames(frames, channels: int, layout: str, block: int = 1 << 16):
         pending.append(mixed)
         size += mixed.shape[1]
     if pending:
+        assert rate is not None  # set by the first frame
         yield _frame(pending, layout, rate)
 
 
@@ -112,7 +113,7 @@ def _frame(arrays: list[np.ndarray], layout: str, rate: int) -> av.AudioFrame:
 
 def _to_float_planar(frame: av.AudioFrame) -> np.ndarray:
     """Any sample format → (channels, samples) float32 in [-1, 1]."""
-    array = frame.to_ndarray()
+    array: np.ndarray = frame.to_ndarray()
     count = (
         frame.layout.nb_channels
         if hasattr(frame.layout, "nb_channels")

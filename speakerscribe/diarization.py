@@ -34,7 +34,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import lightning
 import numpy as np
@@ -65,6 +65,9 @@ from speakerscribe.types import (
     DiarizationOptions,
     SpeakerTurn,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from lightning.fabric.utilities.data import AttributeDict
 
 EMBEDDED = "embedded"
 
@@ -106,7 +109,7 @@ def _as_pyannote_file(audio: np.ndarray) -> dict[str, Any]:
 
 def _speaker_kwargs(
     num_speakers: int | None, min_speakers: int | None, max_speakers: int | None
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Only the bounds that were given: pipelines without them (e.g. VAD) reject the keys."""
     kwargs = {
         "num_speakers": num_speakers,
@@ -239,10 +242,16 @@ class ResemblyzerEmbedding(Model):
         torch.save(checkpoint, path)
         return path
 
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    # pyannote's Model.forward takes any **kwargs; its own models narrow it, as this one does
+    def forward(  # type: ignore[override]
+        self, waveforms: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # lightning types hparams as any MutableMapping; save_hyperparameters(names) makes
+        # it an AttributeDict
+        hparams = cast("AttributeDict", self.hparams)
         batch, _, num_samples = waveforms.shape
-        min_frames = max(1, round(self.hparams.min_duration * 100))
-        if weights is None and num_samples < self.hparams.min_duration * self.hparams.sample_rate:
+        min_frames = max(1, round(hparams.min_duration * 100))
+        if weights is None and num_samples < hparams.min_duration * hparams.sample_rate:
             raise ValueError("input too short for a resemblyzer embedding")
         wav = waveforms[:, 0].float()
         mel = self.mel(wav).transpose(1, 2)  # (B, T, 40)
@@ -258,14 +267,14 @@ class ResemblyzerEmbedding(Model):
         # volume normalisation on the kept samples (mel power scales with gain²)
         kept = sample_mask.sum(dim=1).clamp(min=1)
         rms = torch.sqrt((wav.square() * sample_mask).sum(dim=1) / kept).clamp(min=1e-8)
-        gain = 10 ** (self.hparams.target_dbfs / 20) / rms
-        if self.hparams.increase_only:
+        gain = 10 ** (hparams.target_dbfs / 20) / rms
+        if hparams.increase_only:
             gain = gain.clamp(min=1.0)
         mel = mel * gain.square()[:, None, None]
 
         partials: list[torch.Tensor] = []
         owner: list[int] = []
-        size, step = self.hparams.partial_frames, self.hparams.partial_step
+        size, step = hparams.partial_frames, hparams.partial_step
         for b in range(batch):
             frames = mel[b, frame_mask[b]]
             n = frames.shape[0]

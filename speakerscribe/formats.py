@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
 import srt
 import webvtt
@@ -38,7 +39,7 @@ class TranscriptionResult:
     duration: float
     language: str
     segments: list[Segment]
-    task: str = "transcribe"
+    task: Literal["transcribe", "translate"] = "transcribe"
     diarized: bool = False
     stage_seconds: dict[str, float] = field(default_factory=dict)
     logprobs: bool = False
@@ -89,9 +90,10 @@ def logprobs_out(segments: list[Segment]) -> list[dict]:
 
 def to_json(result: TranscriptionResult) -> dict:
     logprobs = logprobs_out(result.segments) if result.logprobs else None
-    return TranscriptionJson(text=result.text, logprobs=logprobs, usage=_usage(result)).model_dump(
-        exclude_none=True
-    )
+    # pydantic validates the plain dicts into LogprobOut models
+    return TranscriptionJson(
+        text=result.text, logprobs=cast("list[LogprobOut] | None", logprobs), usage=_usage(result)
+    ).model_dump(exclude_none=True)
 
 
 def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> dict:
@@ -142,7 +144,9 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
         for name, shown in (("speaker", with_speaker), ("overlap", result.overlap))
         if not shown
     }
-    exclude = {"segments": {"__all__": hidden}, "words": {"__all__": hidden}} if hidden else None
+    exclude: dict[str, Any] | None = (
+        {"segments": {"__all__": hidden}, "words": {"__all__": hidden}} if hidden else None
+    )
     if result.task == "translate":  # OpenAI's TranslationVerbose: the output language, no words
         body.language = "english"
         exclude = {**(exclude or {}), "words": True}

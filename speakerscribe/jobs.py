@@ -14,6 +14,7 @@ cancel was asked for) and store the result. Finished jobs expire ``ttl_s`` after
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -217,7 +218,7 @@ class JobTable:
         self._end(entry, status)
         return entry.job.public()
 
-    def requeue_stale(self) -> list[str]:
+    def requeue_stale(self) -> builtins.list[str]:
         """Jobs whose runner went silent (its replica died) go back to the queue."""
         now, moved = time.time(), []
         for entry in self._entries.values():
@@ -244,7 +245,7 @@ class JobTable:
 
     # --- housekeeping -------------------------------------------------------------------
 
-    def expire(self) -> list[str]:
+    def expire(self) -> builtins.list[str]:
         now = time.time()
         gone = [
             job_id

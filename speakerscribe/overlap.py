@@ -24,11 +24,14 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn
+
+if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
+    from pyannote.core import SlidingWindowFeature
 
 Region = tuple[float, float]
 
@@ -301,7 +304,8 @@ class OverlapDetector:
             return np.zeros(num_frames, dtype=np.float32)
         file = {"waveform": torch.from_numpy(waveform)[None], "sample_rate": SAMPLE_RATE}
         with torch.inference_mode():
-            chunks = self._inference(file)
+            # sliding windows of a one-task model: one SlidingWindowFeature, never the tuple
+            chunks = cast("SlidingWindowFeature", self._inference(file))
         return second_speaker_curve(
             np.asarray(chunks.data),
             self.step,

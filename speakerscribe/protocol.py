@@ -46,6 +46,11 @@ def blank_is_none(value: str | None) -> str | None:
     return value if value and value.strip() else None
 
 
+def segment_granularity() -> list[Granularity]:
+    """The default ``timestamp_granularities``: segments only."""
+    return ["segment"]
+
+
 class ServerVadChunking(BaseModel):
     """``chunking_strategy={"type": "server_vad", …}``: cut at the end of each utterance."""
 
@@ -95,7 +100,7 @@ class TranscriptionRequest(BaseModel):
     prompt: str | None = None
     response_format: ResponseFormat = "json"
     temperature: float = Field(0.0, ge=0.0, le=1.0)
-    timestamp_granularities: list[Granularity] = Field(default_factory=lambda: ["segment"])
+    timestamp_granularities: list[Granularity] = Field(default_factory=segment_granularity)
     stream: bool = False
     enable_speaker_diarization: bool | None = None
     enable_vocal_separation: bool = False

@@ -86,9 +86,9 @@ class ServerVad(BaseModel):
     model_config = ConfigDict(extra="ignore")  # create_response, idle_timeout_ms: no meaning here
 
     type: Literal["server_vad"] = "server_vad"
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    prefix_padding_ms: int = Field(300, ge=0, le=MAX_PREFIX_PADDING_MS)
-    silence_duration_ms: int = Field(500, ge=0, le=MAX_SILENCE_DURATION_MS)
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(default=300, ge=0, le=MAX_PREFIX_PADDING_MS)
+    silence_duration_ms: int = Field(default=500, ge=0, le=MAX_SILENCE_DURATION_MS)
 
 
 class RealtimeSessionConfig(BaseModel):
@@ -96,7 +96,7 @@ class RealtimeSessionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_rate: int = Field(OPENAI_INPUT_RATE, ge=8_000, le=96_000)
+    input_rate: int = Field(default=OPENAI_INPUT_RATE, ge=8_000, le=96_000)
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
@@ -347,7 +347,7 @@ class LocalAgreement:
     """Stable partial text: a word is final once two successive decodes agree on it and
     everything before it (LocalAgreement-2, Macháček et al., 2023). Append-only."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.emitted: list[str] = []
         self._previous: list[str] = []
 
@@ -390,7 +390,7 @@ class SpeakerTracker:
         known = [i for i, s in enumerate(self._sums) if s is not None]
         best, similarity = None, -1.0
         if known:
-            centroids = np.stack([self._sums[i] for i in known])
+            centroids = np.stack([s for s in self._sums if s is not None])  # in `known` order
             similarities = centroids @ unit / np.linalg.norm(centroids, axis=1)
             best, similarity = known[int(np.argmax(similarities))], float(similarities.max())
         if best is None or (similarity < self.threshold and len(self._sums) < self.max_speakers):
@@ -690,7 +690,8 @@ class RealtimeTranscriptionSession:
             item = error.errors()[0]
             name = str(item["loc"][0]) if item["loc"] else None
             raise ClientEventError(
-                item["msg"].removeprefix("Value error, "), param=CONFIG_PARAMS.get(name, name)
+                item["msg"].removeprefix("Value error, "),
+                param=CONFIG_PARAMS.get(name, name) if name is not None else None,
             ) from None
         if config.enable_speaker_diarization and self._embed is None:
             raise ClientEventError(
@@ -818,6 +819,7 @@ class RealtimeTranscriptionSession:
             self._partial.cancel()  # the final will speak for these words
         # up to now, not to the pause's first quiet window: VAD can call the fading end
         # of a word quiet, and Whisper cuts a word short that the audio cuts short
+        assert turn.start is not None and turn.silence_since is not None  # a pause in speech
         end = self._buffer.end
         audio = self._buffer.audio(turn.start, end)
         diarize = self.config.enable_speaker_diarization
@@ -831,6 +833,7 @@ class RealtimeTranscriptionSession:
         client that streams silence and never commits must not cost a decode per 25 s.
         """
         turn, end = self._turn, self._buffer.end
+        assert turn.start is not None  # only an open utterance grows too long
         low = max(turn.start + self._min_speech, end - self._cut_search)
         middle = longest_pause_middle(self._buffer.probabilities(low, end) < neg_threshold)
         cut = end if middle is None else low + middle
@@ -867,6 +870,7 @@ class RealtimeTranscriptionSession:
         all pause, so it has nothing more to say.
         """
         turn = self._turn
+        assert turn.start is not None  # only an open utterance is committed
         speculation = turn.speculation
         if speculation is not None and not (
             speculation.pause_start == turn.silence_since  # the pause it began in still holds
@@ -980,6 +984,7 @@ class RealtimeTranscriptionSession:
             if failure is not None:
                 await self._send_failed(utterance, failure)
             else:
+                assert decoded is not None  # no failure: one of the decodes gave it
                 await self._send_final(utterance, decoded)
         except Exception:
             logger.warning("could not send the final transcript", exc_info=True)
@@ -1015,14 +1020,15 @@ class RealtimeTranscriptionSession:
         self, audio: np.ndarray, segments: list[Segment]
     ) -> list[np.ndarray | None] | None:
         """A voice vector per segment long enough to tell speakers apart (else None)."""
-        if self._embed is None:
+        embed_fn = self._embed
+        if embed_fn is None:
             return None
 
         async def embed(segment: Segment) -> np.ndarray | None:
             if segment.end - segment.start < self.min_speaker_segment_s:
                 return None
             start, end = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-            return _unit_or_none(await self._embed(audio[start:end]))
+            return _unit_or_none(await embed_fn(audio[start:end]))
 
         return list(await asyncio.gather(*[embed(s) for s in segments]))
 

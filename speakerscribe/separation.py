@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
-    import torch
+    from demucs.apply import BagOfModels
+    from demucs.apply import Model as DemucsModel
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class DemucsSeparator:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: BagOfModels | DemucsModel,
         device: str = "cpu",
         segment: float | None = None,
         *,
@@ -307,8 +308,8 @@ class DemucsSeparator:
                 device=self.device,
                 segment=self.segment,
             )
-        vocals = sources[0, self.vocals_index] * std + mean
-        vocals = vocals.mean(0).cpu().numpy().astype(np.float32)
+        stem = sources[0, self.vocals_index] * std + mean
+        vocals = stem.mean(0).cpu().numpy().astype(np.float32)
         out = _resample(vocals, self.samplerate, SAMPLE_RATE)
         out = _fit_length(out, len(audio))
         return np.nan_to_num(out.astype(np.float32, copy=False))

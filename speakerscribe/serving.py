@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -260,7 +260,9 @@ class TranscriptionService:
         then (with diarization) one ``transcript.text.segment`` per segment, then done.
         """
         if prepared.request.multichannel:  # channels interleave: answer once they are all in
-            result = self._finish(prepared, await self._transcribe_tracks(prepared), [])
+            result = self._finish(
+                prepared, await self._transcribe_tracks(prepared), Diarization([])
+            )
             deltas = [s.text for s in result.segments]
         else:
             track, pieces = prepared.tracks[0], prepared.plans[0]
@@ -285,7 +287,7 @@ class TranscriptionService:
                         delta = delta.lstrip()
                     if delta:
                         deltas.append(delta)
-                        event = {"type": "transcript.text.delta", "delta": delta}
+                        event: dict[str, Any] = {"type": "transcript.text.delta", "delta": delta}
                         if prepared.options.logprobs:
                             event["logprobs"] = logprobs_out(segments)
                         yield event

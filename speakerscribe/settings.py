@@ -9,7 +9,7 @@ with a message that names the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -238,7 +238,7 @@ def describe_validation_error(error: ValidationError) -> str:
     return "invalid speakerscribe settings:\n" + "\n".join(lines)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read env vars plus explicit overrides; raise SettingsError naming every bad field."""
     try:
         return Settings(**overrides)

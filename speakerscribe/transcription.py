@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,7 +196,7 @@ class BatchTranscriber:
 
     def transcribe(
         self, pieces: list[np.ndarray], options: DecodeOptions
-    ) -> list[PieceTranscript | Exception]:
+    ) -> Sequence[PieceTranscript | Exception]:
         """Decode ``pieces`` (each ≤ 30 s, same options) together.
 
         If the batched call fails, each piece is retried alone so that one bad piece
@@ -218,14 +219,14 @@ class BatchTranscriber:
 
     def _transcribe_packed(
         self, pieces: list[np.ndarray], options: DecodeOptions
-    ) -> list[PieceTranscript | Exception]:
+    ) -> list[PieceTranscript]:
         """Short pieces share 30 s windows (see ``speakerscribe.packing``); windows batch."""
         windows = plan_windows([piece.shape[0] for piece in pieces])
         if len(windows) == len(pieces):  # nothing shares a window: plain batching
             return self._transcribe_split(pieces, options)
         packed_options = replace(options, word_timestamps=True)  # words carry pieces apart
         decoded = self._transcribe_split([assemble(pieces, w) for w in windows], packed_options)
-        results: list[PieceTranscript | Exception] = [None] * len(pieces)  # type: ignore[list-item]
+        results: list[PieceTranscript] = [None] * len(pieces)  # type: ignore[list-item]
         for window, transcript in zip(windows, decoded, strict=True):
             if len(window) == 1:
                 results[window[0].index] = transcript
@@ -444,7 +445,7 @@ class BatchTranscriber:
             """Inside the piece: word alignment can land a frame before 0 or past the end."""
             return round(min(max(float(seconds), 0.0), duration), 3)
 
-        segments = []
+        segments: list[Segment] = []
         for item in raw:
             text = item["text"]
             if not text.strip():

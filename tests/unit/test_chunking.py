@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from speakerscribe.audio import decode_audio_bytes
@@ -15,7 +17,7 @@ def test_pieces_tile_the_audio_and_respect_the_limit():
     speech = [(i * SR, i * SR + int(0.8 * SR)) for i in range(0, 100)]  # 0.8 s words, 0.2 s pauses
     pieces = plan_pieces(100 * SR, speech, max_piece_s=30.0, search_window_s=10.0)
     assert pieces[0].start == 0 and pieces[-1].end == 100 * SR
-    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=True))
+    assert all(a.end == b.start for a, b in itertools.pairwise(pieces))
     assert all(p.duration_s <= 30.0 for p in pieces)
     for piece in pieces[:-1]:  # every cut falls in a pause, never inside a word
         assert not any(s < piece.end < e for s, e in speech)

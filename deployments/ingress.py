@@ -45,7 +45,6 @@ from speakerscribe.formats import render
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.protocol import (
     LIST_FIELDS,
-    WHISPER_1,
     ErrorResponse,
     ModelCard,
     ModelList,
@@ -293,13 +292,12 @@ class SpeechIngress:
     @api.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
     async def list_models(self, request: Request) -> ModelList:
         self.api_keys.check(request.headers.get("authorization"))
-        served = [*self.settings.served_models, WHISPER_1]
-        return ModelList(data=[ModelCard(id=model) for model in served])
+        return ModelList(data=[ModelCard(id=model) for model in self.settings.model_ids])
 
     @api.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES)
     async def get_model(self, model_id: str, request: Request) -> ModelCard:
         self.api_keys.check(request.headers.get("authorization"))
-        if model_id not in (*self.settings.served_models, WHISPER_1):
+        if model_id not in self.settings.model_ids:
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return ModelCard(id=model_id)
 
@@ -359,6 +357,8 @@ class SpeechIngress:
             resolve_model=self.service.resolve_model,
             beam_size=self.settings.beam_size,
             max_speakers=self.settings.max_speakers_limit,
+            known_speaker_threshold=self.settings.known_speaker_threshold,
+            max_known_speakers=self.settings.max_known_speakers,
         )
         self._open_live_streams += 1
         self._live_streams.set(self._open_live_streams)

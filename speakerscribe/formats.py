@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 import srt
 import webvtt
 
+from speakerscribe.languages import language_name
 from speakerscribe.protocol import (
     DiarizedSegmentOut,
     LogprobOut,
@@ -132,7 +133,7 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
         ]
     body = TranscriptionVerboseJson(
         task=result.task,
-        language=result.language,
+        language=language_name(result.language),  # OpenAI's form: "english", not "en"
         duration=result.duration,
         text=result.text,
         segments=segments,
@@ -148,7 +149,7 @@ def to_verbose_json(result: TranscriptionResult, granularities=("segment",)) -> 
         {"segments": {"__all__": hidden}, "words": {"__all__": hidden}} if hidden else None
     )
     if result.task == "translate":  # OpenAI's TranslationVerbose: the output language, no words
-        body.language = "english"
+        body.language = language_name("en")
         exclude = {**(exclude or {}), "words": True}
     return body.model_dump(exclude=exclude, exclude_none=False)
 

@@ -21,7 +21,15 @@ TranslationFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["segment", "word"]
 Include = Literal["logprobs"]
 WHISPER_1 = "whisper-1"
-"""OpenAI's model name, accepted as an alias of the default model."""
+DEFAULT_MODEL = "default"
+"""In ``model_aliases``: the default model, whatever its id."""
+OPENAI_MODEL_IDS = (
+    WHISPER_1,
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-transcribe-diarize",
+)
+"""OpenAI's transcription model ids: aliases of the default model unless configured."""
 
 LIST_FIELDS = (
     "timestamp_granularities",

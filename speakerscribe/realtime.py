@@ -40,6 +40,7 @@ from speakerscribe.alignment import letter_label
 from speakerscribe.errors import SpeechServerError
 from speakerscribe.protocol import blank_is_none, known_language
 from speakerscribe.scoring import normalize_text
+from speakerscribe.speakers import decode_reference
 from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import SAMPLE_RATE, Segment
 
@@ -103,6 +104,9 @@ class RealtimeSessionConfig(BaseModel):
     turn_detection: ServerVad | None = Field(default_factory=ServerVad)
     enable_speaker_diarization: bool = False
     include: list[Literal["item.input_audio_transcription.logprobs"]] | None = None
+    # enrolled voices, as for uploads: names and audio data URLs, one-to-one
+    known_speaker_names: list[str] = Field(default_factory=list)
+    known_speaker_references: list[str] = Field(default_factory=list, repr=False)
 
     @field_validator("language")
     @classmethod
@@ -135,6 +139,7 @@ class RealtimeSessionConfig(BaseModel):
             },
             "include": self.include,
             "enable_speaker_diarization": self.enable_speaker_diarization,
+            "known_speaker_names": self.known_speaker_names,  # the references are not echoed
         }
 
 
@@ -146,6 +151,8 @@ CONFIG_PARAMS = {
     "turn_detection": "session.audio.input.turn_detection",
     "enable_speaker_diarization": "session.enable_speaker_diarization",
     "include": "session.include",
+    "known_speaker_names": "session.known_speaker_names",
+    "known_speaker_references": "session.known_speaker_references",
 }
 """Our flat config field → where the client put it, for error ``param``s."""
 
@@ -190,9 +197,17 @@ def session_changes(session: Any) -> dict[str, Any]:
                 changes[name] = transcription[name]
         if "turn_detection" in source:
             changes["turn_detection"] = _turn_detection(source["turn_detection"])
-    for name in ("include", "enable_speaker_diarization"):
+    for name in (
+        "include",
+        "enable_speaker_diarization",
+        "known_speaker_names",
+        "known_speaker_references",
+    ):
         if name in session:
-            changes[name] = session[name]
+            changes[name] = session[name] if session[name] is not None else []
+    if "known_speaker_names" in changes or "known_speaker_references" in changes:
+        changes.setdefault("known_speaker_names", [])
+        changes.setdefault("known_speaker_references", [])
     return changes
 
 
@@ -376,17 +391,33 @@ class SpeakerTracker:
     At most ``max_speakers`` identities; once full, a segment goes to the closest one.
     """
 
-    def __init__(self, threshold: float, max_speakers: int):
+    def __init__(self, threshold: float, max_speakers: int, known_threshold: float = 0.75):
         self.threshold = threshold
         self.max_speakers = max_speakers
+        self.known_threshold = known_threshold
         self._sums: list[np.ndarray | None] = []
+        self._known_names: list[str] = []
+        self._known = np.zeros((0, 0), np.float32)
         self.last: str | None = None
 
     def __len__(self) -> int:
         return len(self._sums)
 
+    def enroll(self, voices: dict[str, np.ndarray]) -> None:
+        """Enrolled voices by name (replacing earlier ones): a segment whose voice matches
+        one at ``known_threshold`` or above takes its name; the others get letters."""
+        self._known_names = list(voices)
+        units = [v / np.linalg.norm(v) for v in voices.values()]
+        self._known = np.stack(units) if units else np.zeros((0, 0), np.float32)
+
     def assign(self, embedding: np.ndarray) -> str:
         unit = embedding / np.linalg.norm(embedding)
+        if self._known_names:
+            similarities = self._known @ unit
+            best_known = int(np.argmax(similarities))
+            if similarities[best_known] >= self.known_threshold:
+                self.last = self._known_names[best_known]
+                return self.last
         known = [i for i, s in enumerate(self._sums) if s is not None]
         best, similarity = None, -1.0
         if known:
@@ -540,6 +571,8 @@ class RealtimeTranscriptionSession:
         partial_beam_size: int = 1,
         speaker_threshold: float = DEFAULT_SPEAKER_THRESHOLD,
         max_speakers: int = 20,
+        known_speaker_threshold: float = DEFAULT_SPEAKER_THRESHOLD,
+        max_known_speakers: int = 4,
         min_speaker_segment_s: float = 1.0,
         max_utterance_s: float = 25.0,
         cut_search_s: float = 10.0,
@@ -591,7 +624,8 @@ class RealtimeTranscriptionSession:
         self._buffer = WindowBuffer(
             self._max_utterance + -(-MAX_PREFIX_PADDING_MS // WINDOW_MS) + self._min_speech + 2
         )
-        self.speakers = SpeakerTracker(speaker_threshold, max_speakers)
+        self.speakers = SpeakerTracker(speaker_threshold, max_speakers, known_speaker_threshold)
+        self.max_known_speakers = max_known_speakers
         self._resampler = StreamingResampler(self.config.input_rate)
         self._vad = StreamingVad()
         self._turn = _Turn(item_id=new_id("item"))
@@ -693,11 +727,18 @@ class RealtimeTranscriptionSession:
                 item["msg"].removeprefix("Value error, "),
                 param=CONFIG_PARAMS.get(name, name) if name is not None else None,
             ) from None
+        if config.known_speaker_names:  # naming voices needs them told apart, as for uploads
+            config.enable_speaker_diarization = True
         if config.enable_speaker_diarization and self._embed is None:
             raise ClientEventError(
                 "speaker diarization is not available on this server",
                 param=CONFIG_PARAMS["enable_speaker_diarization"],
             )
+        if (config.known_speaker_names, config.known_speaker_references) != (
+            self.config.known_speaker_names,
+            self.config.known_speaker_references,
+        ):
+            self.speakers.enroll(await self._known_voices(config))
         self._model_id(config.model)  # an unknown model is refused now, not at the first decode
         if config.input_rate != self.config.input_rate:
             await self._feed(self._resampler.push(np.zeros(0, np.float32), last=True))
@@ -711,6 +752,43 @@ class RealtimeTranscriptionSession:
                 self._turn.start = None  # manual buffer without speech becomes pre-roll
         self.config = config
         await self._send("session.updated", session=self._session_object())
+
+    async def _known_voices(self, config: RealtimeSessionConfig) -> dict[str, np.ndarray]:
+        """Each enrolled name → its reference's voice embedding (errors name the field)."""
+        names, references = config.known_speaker_names, config.known_speaker_references
+        if len(names) != len(references):
+            raise ClientEventError(
+                f"known_speaker_names has {len(names)} entries but known_speaker_references "
+                f"has {len(references)}; give one reference per name",
+                param=CONFIG_PARAMS["known_speaker_references"],
+            )
+        if len(names) > self.max_known_speakers:
+            raise ClientEventError(
+                f"at most {self.max_known_speakers} known speakers per session",
+                param=CONFIG_PARAMS["known_speaker_names"],
+            )
+        if len(set(names)) != len(names) or not all(n.strip() for n in names):
+            raise ClientEventError(
+                "known_speaker_names must be distinct and not blank",
+                param=CONFIG_PARAMS["known_speaker_names"],
+            )
+        assert self._embed is not None  # checked with enable_speaker_diarization
+        voices = {}
+        for index, (name, url) in enumerate(zip(names, references, strict=True)):
+            try:
+                audio = await asyncio.to_thread(decode_reference, url, index)
+            except SpeechServerError as error:
+                raise ClientEventError(
+                    error.message, param=f"session.known_speaker_references[{index}]"
+                ) from None
+            embedding = await self._embed(audio)
+            if embedding is None:
+                raise ClientEventError(
+                    f"no voice found in known_speaker_references[{index}]",
+                    param=f"session.known_speaker_references[{index}]",
+                )
+            voices[name.strip()] = embedding
+        return voices
 
     async def _append_bytes(self, data: bytes) -> None:
         if self._closed:

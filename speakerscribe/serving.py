@@ -28,7 +28,7 @@ from speakerscribe.errors import (
 )
 from speakerscribe.formats import TranscriptionResult, logprobs_out
 from speakerscribe.overlap import flag_overlaps
-from speakerscribe.protocol import WHISPER_1, ServerVadChunking, TranscriptionRequest
+from speakerscribe.protocol import ServerVadChunking, TranscriptionRequest
 from speakerscribe.settings import Settings
 from speakerscribe.speakers import decode_reference
 from speakerscribe.transcription import DecodeOptions
@@ -113,15 +113,17 @@ class TranscriptionService:
         self.stages = stages
 
     def resolve_model(self, requested: str | None) -> str:
-        """The request's ``model`` → a served model id (``whisper-1`` is the default's alias)."""
-        if requested in (None, "", WHISPER_1):
+        """The request's ``model`` → a served model id (aliases such as ``whisper-1`` too)."""
+        if requested in (None, ""):
             return self.settings.model_id
         if requested in self.settings.served_models:
             return requested
-        available = ", ".join(repr(m) for m in self.settings.served_models)
+        aliases = self.settings.resolved_aliases
+        if requested in aliases:
+            return aliases[requested]
+        available = ", ".join(repr(m) for m in self.settings.model_ids)
         raise ModelNotFoundError(
-            f"model {requested!r} is not served here; available: {available} (alias {WHISPER_1!r})",
-            param="model",
+            f"model {requested!r} is not served here; available: {available}", param="model"
         )
 
     def check_speaker_limits(self, request: TranscriptionRequest) -> None:

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from speakerscribe.embedded import DEFAULT_MODEL_CACHE
-from speakerscribe.protocol import WHISPER_1
+from speakerscribe.protocol import DEFAULT_MODEL, OPENAI_MODEL_IDS
 
 ENV_PREFIX = "SPEAKERSCRIBE_"
 
@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         description="more Whisper models served beside the default, name clients use → model "
         "id or directory; chosen by the request's model field, loaded on a replica when first "
         "asked for (Serve model multiplexing), least recently used evicted",
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict.fromkeys(OPENAI_MODEL_IDS, DEFAULT_MODEL),
+        description="other names for served models, alias → served model id (or 'default'); "
+        "by default OpenAI's ids name the default model, so OpenAI code runs unchanged",
     )
     max_models_per_replica: int = Field(
         2, ge=1, le=16, description="whisper_models a Transcriber replica keeps loaded at once"
@@ -194,9 +199,24 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _served_names_are_unique(self) -> Settings:
-        taken = {self.model_id, WHISPER_1} & set(self.whisper_models)
+        taken = {self.model_id, *self.model_aliases} & set(self.whisper_models)
         if taken:
-            raise ValueError(f"whisper_models reuses the default model's names: {sorted(taken)}")
+            raise ValueError(
+                f"whisper_models reuses the default model's or an alias's names: {sorted(taken)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _aliases_name_served_models(self) -> Settings:
+        served = {DEFAULT_MODEL, self.model_id, *self.whisper_models}
+        unknown = {a: m for a, m in self.model_aliases.items() if m not in served}
+        if unknown:
+            raise ValueError(
+                f"model_aliases names models that are not served: {unknown}; "
+                f"served: {sorted(served)}"
+            )
+        if self.model_id in self.model_aliases:
+            raise ValueError(f"model_aliases reuses the default model's id {self.model_id!r}")
         return self
 
     @model_validator(mode="after")
@@ -219,6 +239,19 @@ class Settings(BaseSettings):
     def served_models(self) -> list[str]:
         """Every model id a request may name: the default first, then whisper_models."""
         return [self.model_id, *self.whisper_models]
+
+    @property
+    def resolved_aliases(self) -> dict[str, str]:
+        """Each alias → the served model id it stands for."""
+        return {
+            alias: self.model_id if target == DEFAULT_MODEL else target
+            for alias, target in self.model_aliases.items()
+        }
+
+    @property
+    def model_ids(self) -> list[str]:
+        """Every id ``/v1/models`` lists: served models first, then aliases."""
+        return [*self.served_models, *self.model_aliases]
 
     @property
     def max_upload_bytes(self) -> int:

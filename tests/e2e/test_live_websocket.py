@@ -31,14 +31,24 @@ def pcm16_frames(path, rate: int = RATE) -> list[bytes]:
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
 
 
-def stream(url: str, frames: list[bytes], speed: float = 4.0, binary: bool = False) -> list[dict]:
+def stream(
+    url: str,
+    frames: list[bytes],
+    speed: float = 4.0,
+    binary: bool = False,
+    session: dict | None = None,
+) -> list[dict]:
     """Send frames at ``speed`` × real time, commit, and collect events until the last final."""
     events: list[dict] = []
     with connect(url, open_timeout=60, max_size=None) as socket:
         events.append(json.loads(socket.recv(timeout=60)))
         update = {
             "type": "session.update",
-            "session": {"type": "transcription", "enable_speaker_diarization": True},
+            "session": {
+                "type": "transcription",
+                "enable_speaker_diarization": True,
+                **(session or {}),
+            },
         }
         socket.send(json.dumps(update))
         started = time.monotonic()
@@ -117,6 +127,45 @@ def test_sample_streamed_at_4x_matches_offline_and_finds_speakers(server, ws_url
     segments = [e for e in events if e["type"].endswith("transcription.segment")]
     assert len({s["speaker"] for s in segments}) >= 2
     assert all(0 <= s["start"] <= s["end"] <= 30.5 for s in segments)
+
+
+def test_enrolled_voices_are_named_in_segments(ws_url, testdata):
+    """Enrol spk1_snt1 as alice and spk2_snt1 as bob; their other clips, streamed with pauses
+    between them, come back as segments named alice and bob."""
+    clips = testdata / "speechbrain"
+
+    def data_url(name: str) -> str:
+        return "data:audio/wav;base64," + base64.b64encode((clips / name).read_bytes()).decode()
+
+    order = ["spk1_snt2.wav", "spk2_snt2.wav", "spk1_snt3.wav", "spk2_snt3.wav"]
+    silence = [bytes(int(RATE * FRAME_S) * 2)] * 12  # 1.2 s: each clip is its own turn
+    frames = [frame for name in order for frame in (*pcm16_frames(clips / name), *silence)]
+    events = stream(
+        ws_url,
+        frames,
+        session={
+            "known_speaker_names": ["alice", "bob"],
+            "known_speaker_references": [data_url("spk1_snt1.wav"), data_url("spk2_snt1.wav")],
+        },
+    )
+    updated = next(e for e in events if e["type"] == "session.updated")
+    assert updated["session"]["known_speaker_names"] == ["alice", "bob"]
+    assert not [e for e in events if e["type"] == "error"]
+    segments = [e for e in events if e["type"].endswith("transcription.segment")]
+    speakers = [s["speaker"] for s in segments]
+    print("live known speakers:", [(round(s["start"], 1), s["speaker"]) for s in segments])
+    assert segments and set(speakers) <= {"alice", "bob"}
+    assert {"alice", "bob"} <= set(speakers)
+    # each clip's segments carry its speaker's name
+    position, bounds = 0.0, []
+    for name in order:
+        duration = len(pcm16_frames(clips / name)) * FRAME_S
+        bounds.append((position, position + duration, "alice" if "spk1" in name else "bob"))
+        position += duration + len(silence) * FRAME_S
+    for segment in segments:
+        middle = (segment["start"] + segment["end"]) / 2
+        expected = min(bounds, key=lambda b: 0 if b[0] <= middle <= b[1] else abs(middle - b[0]))
+        assert segment["speaker"] == expected[2], (segment, expected)
 
 
 def test_official_openai_client_speaks_the_protocol(server, testdata):

@@ -13,6 +13,7 @@ import pytest
 import requests
 from ray import serve
 
+from speakerscribe.protocol import OPENAI_MODEL_IDS
 from speakerscribe.scoring import word_error_rate
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +56,7 @@ def transcriber_stats() -> dict:
 
 def test_models_are_listed_and_unknown_ones_are_404(two_models, openai_client):
     listed = [model.id for model in openai_client.models.list().data]
-    assert listed == ["whisper-tiny.en", RANDOM, "whisper-1"]
+    assert listed == ["whisper-tiny.en", RANDOM, *OPENAI_MODEL_IDS]
     assert openai_client.models.retrieve(RANDOM).id == RANDOM
     response = requests.get(f"{two_models}/v1/models/whisper-large-v9", timeout=30)
     assert response.status_code == 404 and response.json()["error"]["param"] == "model"

@@ -156,7 +156,7 @@ def test_every_response_format_parses(server, testdata, response_format):
     elif response_format == "verbose_json":
         parsed = TranscriptionVerbose.model_validate_json(body)
         raw = json.loads(body)
-        assert parsed.segments and parsed.words and parsed.language == "en"
+        assert parsed.segments and parsed.words and parsed.language == "english"
         assert all(seg["speaker"] in ("A", "B") for seg in raw["segments"])
         assert all(word["speaker"] in ("A", "B") for word in raw["words"])
         starts = [w.start for w in parsed.words]

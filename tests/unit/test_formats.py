@@ -93,7 +93,7 @@ def test_empty_transcript_formats():
 def test_verbose_json_shapes():
     body, _ = render(result(), "verbose_json", ["segment", "word"])
     parsed = TranscriptionVerbose.model_validate(body)
-    assert parsed.language == "en" and parsed.duration == 3725.5
+    assert parsed.language == "english" and parsed.duration == 3725.5
     assert [w.word for w in parsed.words] == ["Hello", "there.", "Bye,", "now."]
     assert body["task"] == "transcribe"
     assert [s["speaker"] for s in body["segments"]] == ["A", "B"]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import json
 import threading
 import time
 
 import numpy as np
 import pytest
+import soundfile as sf
 import soxr
 from openai.types.realtime import (
     ConversationItemInputAudioTranscriptionCompletedEvent,
@@ -719,3 +722,72 @@ def test_sentences_become_segments():
         (0.0, 0.4, " Hi."),
         (0.6, 1.3, " How are you?"),
     ]
+
+
+def test_enrolled_voices_take_their_names_and_others_get_letters():
+    tracker = SpeakerTracker(threshold=0.8, max_speakers=4, known_threshold=0.75)
+    a, b, c = np.eye(3)
+    tracker.enroll({"alice": a, "bob": b})
+    assert [tracker.assign(v) for v in (a + 0.1 * c, b, c, a)] == ["alice", "bob", "A", "alice"]
+
+
+def _reference_url(seconds: float) -> str:
+    buffer = io.BytesIO()
+    tone = 0.3 * np.sin(np.arange(int(seconds * SAMPLE_RATE)) / 10).astype(np.float32)
+    sf.write(buffer, tone, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_session_update_enrolls_known_speakers_and_turns_diarization_on():
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        session = RealtimeTranscriptionSession(models.transcribe, events, models.embed)
+        await session.handle_event(
+            {
+                "type": "session.update",
+                "session": {
+                    "known_speaker_names": ["alice"],
+                    "known_speaker_references": [_reference_url(3.0)],
+                },
+            }
+        )
+        return session
+
+    session = asyncio.run(run())
+    (updated,) = events.of("session.updated")
+    assert updated["session"]["known_speaker_names"] == ["alice"]
+    assert "known_speaker_references" not in json.dumps(updated)
+    assert session.config.enable_speaker_diarization
+    assert session.speakers.assign(np.array([1.0, 0.1, 0.0])) == "alice"  # the loud voice
+
+
+@pytest.mark.parametrize(
+    "session,param",
+    [
+        (
+            {"known_speaker_names": ["alice", "bob"], "known_speaker_references": ["x"]},
+            "session.known_speaker_references",
+        ),
+        (
+            {"known_speaker_names": ["alice"], "known_speaker_references": ["data:text/plain,hi"]},
+            "session.known_speaker_references[0]",
+        ),
+        (
+            {"known_speaker_names": ["alice"], "known_speaker_references": [None]},
+            "session.known_speaker_references",
+        ),
+    ],
+)
+def test_bad_known_speakers_are_error_events(session, param):
+    models = FakeModels()
+    events = Recorder()
+
+    async def run():
+        live = RealtimeTranscriptionSession(models.transcribe, events, models.embed)
+        await live.handle_event({"type": "session.update", "session": session})
+        assert live.config.known_speaker_names == []
+
+    asyncio.run(run())
+    assert [e["error"]["param"] for e in events.of("error")] == [param]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from speakerscribe.errors import ModelNotFoundError
-from speakerscribe.protocol import TranscriptionRequest
+from speakerscribe.protocol import OPENAI_MODEL_IDS, TranscriptionRequest
 from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import load_settings
 from speakerscribe.types import SAMPLE_RATE, Diarization, Segment, SpeakerTurn, Word
@@ -124,6 +124,26 @@ def test_unknown_model_is_404_and_alias_works():
     assert service.resolve_model("whisper-1") == service.resolve_model(None) == "whisper-tiny.en"
     with pytest.raises(ModelNotFoundError, match="gpt-9"):
         service.resolve_model("gpt-9")
+
+
+def test_openai_model_ids_are_aliases_of_the_default():
+    settings = load_settings()
+    service = TranscriptionService(settings, FakeStages())
+    for model in OPENAI_MODEL_IDS:
+        assert service.resolve_model(model) == "whisper-tiny.en"
+    assert settings.model_ids == ["whisper-tiny.en", *OPENAI_MODEL_IDS]
+
+
+def test_configured_aliases_replace_the_defaults(tmp_path):
+    settings = load_settings(
+        whisper_models={"small": str(tmp_path)},
+        model_aliases={"gpt-4o-transcribe": "small", "whisper-1": "default"},
+    )
+    service = TranscriptionService(settings, FakeStages())
+    assert service.resolve_model("gpt-4o-transcribe") == "small"
+    assert service.resolve_model("whisper-1") == "whisper-tiny.en"
+    with pytest.raises(ModelNotFoundError, match="gpt-4o-mini-transcribe"):
+        service.resolve_model("gpt-4o-mini-transcribe")
 
 
 def test_requests_name_one_of_several_models(long_speech, tmp_path):

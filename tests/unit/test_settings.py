@@ -28,6 +28,7 @@ def test_env_prefix(monkeypatch):
         ({"unknown_knob": 1}, "unknown_knob"),
         ({"whisper_models": {"mine": "/no/such/model"}}, "whisper_models"),
         ({"whisper_models": {"whisper-1": "tiny"}}, "whisper_models"),
+        ({"model_aliases": {"gpt-4o-transcribe": "large-v9"}}, "model_aliases"),
         ({"max_models_per_replica": 0}, "max_models_per_replica"),
     ],
 )

@@ -6,9 +6,17 @@
 
 const API = {
   transcriptions: "../v1/audio/transcriptions",
+  jobs: "../v1/audio/transcriptions/jobs",
+  job: (id) => `../v1/audio/jobs/${encodeURIComponent(id)}`,
   models: "../v1/models",
   realtime: "../v1/realtime?intent=transcription",
 };
+const JOB_MIN_BYTES = 20e6; // files at least this big go through the jobs API...
+const JOB_MIN_SECONDS = 600; // ... and so do files at least this long, when the browser can tell
+const JOB_POLL_MS = 1000;
+const JOB_POLL_RETRIES = 30; // consecutive failed polls (an ingress restarting) before giving up
+const JOB_FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+const API_KEY_STORAGE = "speakerscribe.apiKey";
 const PCM_RATE = 24000; // the realtime API's audio/pcm rate
 const CHUNK_SAMPLES = PCM_RATE / 10; // one input_audio_buffer.append per 100 ms
 const TURN_GAP_S = 2; // consecutive segments of one speaker closer than this read as one turn
@@ -41,7 +49,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (key === "class") node.className = value;
     else if (key === "style") node.style.cssText = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
     else node[key] = value;
   }
   for (const child of children) {
@@ -74,6 +82,38 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+/** fetch() with the API key: every HTTP call of the page goes through here. */
+function apiFetch(url, options = {}) {
+  return fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+}
+
+/** The response if it is 2xx; else throws its error message (and points at the key on 401). */
+async function ensureOk(response) {
+  if (response.ok) return response;
+  if (response.status === 401) revealApiKeyField();
+  throw new Error(await errorMessage(response));
+}
+
+function revealApiKeyField() {
+  $("settings").open = true;
+  $("api-key").focus();
+}
+
+/** A promise that resolves after ms, or rejects with an AbortError when signal fires. */
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(new DOMException("aborted", "AbortError"));
+      },
+      { once: true }
+    );
+  });
+}
+
 /** The message of an OpenAI error object, or the best text the response has. */
 async function errorMessage(response) {
   const text = await response.text().catch(() => "");
@@ -90,10 +130,11 @@ async function errorMessage(response) {
 // ---------------------------------------------------------------- settings
 
 function initSettings() {
-  const saved = localStorage.getItem("speakerscribe.apiKey");
+  const saved = localStorage.getItem(API_KEY_STORAGE);
   if (saved) $("api-key").value = saved;
   $("api-key").addEventListener("change", () => {
-    localStorage.setItem("speakerscribe.apiKey", apiKey());
+    if (apiKey()) localStorage.setItem(API_KEY_STORAGE, apiKey());
+    else localStorage.removeItem(API_KEY_STORAGE);
     loadModels();
   });
   loadModels();
@@ -102,7 +143,7 @@ function initSettings() {
 async function loadModels() {
   const select = $("model");
   try {
-    const response = await fetch(API.models, { headers: authHeaders() });
+    const response = await apiFetch(API.models);
     if (!response.ok) return;
     const body = await response.json();
     const current = select.value;
@@ -120,8 +161,11 @@ const upload = {
   controller: null,
   objectUrl: null,
   ticker: null,
+  job: null, // {id, cancelling} while a background job runs for this page
+  result: null, // {fileName, duration, text, segments: [{id, start, end, text, speaker}]}
+  names: new Map(), // speaker label → the name the user gave it
   words: [], // {start, end, el, seg} sorted by start
-  segments: [], // {start, end, el, block}
+  segments: [], // {start, end, speaker, el, block}
   duration: 0,
   currentWord: null,
   currentSeg: null,
@@ -132,6 +176,7 @@ function initUpload() {
   const input = $("file");
   input.addEventListener("change", () => {
     if (input.files && input.files[0]) transcribeFile(input.files[0]);
+    input.value = ""; // so that choosing the same file again (say, as a job) starts again
   });
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => {
@@ -145,6 +190,7 @@ function initUpload() {
     const file = event.dataTransfer && event.dataTransfer.files[0];
     if (file) transcribeFile(file);
   });
+  $("job-cancel").addEventListener("click", cancelJob);
 
   const player = $("player");
   const tick = () => {
@@ -163,9 +209,19 @@ function initUpload() {
     seek(fraction * upload.duration);
   });
   $("transcript").addEventListener("click", (event) => {
+    const name = event.target.closest(".speaker-name");
+    if (name) return startRename(name);
     const target = event.target.closest("[data-start]");
     if (target) seek(parseFloat(target.dataset.start));
   });
+  $("legend").addEventListener("click", (event) => {
+    const name = event.target.closest(".speaker-name");
+    if (name) startRename(name);
+  });
+  for (const button of document.querySelectorAll("[data-download]")) {
+    button.addEventListener("click", () => downloadTranscript(button.dataset.download));
+  }
+  $("copy").addEventListener("click", copyTranscript);
 }
 
 function seek(seconds) {
@@ -180,22 +236,8 @@ function setUploadStatus(text) {
   $("upload-status").textContent = text;
 }
 
-async function transcribeFile(file) {
-  if (upload.controller) upload.controller.abort();
-  const controller = new AbortController();
-  upload.controller = controller;
-  showError($("upload-error"), "");
-  $("result").hidden = true;
-  clearInterval(upload.ticker);
-  const began = performance.now();
-  const mb = (file.size / 1e6).toFixed(1);
-  const tickStatus = () => {
-    const seconds = Math.round((performance.now() - began) / 1000);
-    setUploadStatus(`Transcribing ${file.name} (${mb} MB)… ${seconds} s`);
-  };
-  tickStatus();
-  upload.ticker = setInterval(tickStatus, 1000);
-
+/** The request form of an upload, for the synchronous route and the jobs route alike. */
+function transcriptionForm(file) {
   // verbose_json with word timestamps: segments and words, each with its speaker,
   // in one request (diarized_json has segments only).
   const form = new FormData();
@@ -210,34 +252,184 @@ async function transcribeFile(file) {
   if (model) form.append("model", model);
   if (language) form.append("language", language);
   if (speakers) form.append("num_speakers", speakers);
+  return form;
+}
+
+/** The media's length in seconds as the browser reads it, or null (unknown, or slow to say). */
+function mediaDuration(file, timeoutMs = 3000) {
+  return new Promise((resolve) => {
+    const url = URL.createObjectURL(file);
+    const probe = document.createElement("audio");
+    const done = (seconds) => {
+      clearTimeout(timer);
+      probe.removeAttribute("src");
+      probe.load();
+      URL.revokeObjectURL(url);
+      resolve(Number.isFinite(seconds) ? seconds : null);
+    };
+    const timer = setTimeout(() => done(null), timeoutMs);
+    probe.preload = "metadata";
+    probe.addEventListener("loadedmetadata", () => done(probe.duration), { once: true });
+    probe.addEventListener("error", () => done(null), { once: true });
+    probe.src = url;
+  });
+}
+
+/** Long files go through the jobs API: one long request would hold a connection for minutes. */
+async function isLongFile(file) {
+  if (file.size >= JOB_MIN_BYTES) return true;
+  const seconds = await mediaDuration(file);
+  return seconds != null && seconds >= JOB_MIN_SECONDS;
+}
+
+/** A new file replaces whatever the page was doing: the old request or job is dropped. */
+function abandonCurrentUpload() {
+  if (upload.controller) upload.controller.abort();
+  upload.controller = null;
+  if (upload.job && !upload.job.cancelling) {
+    apiFetch(`${API.job(upload.job.id)}/cancel`, { method: "POST" }).catch(() => {});
+  }
+  upload.job = null;
+  clearInterval(upload.ticker);
+}
+
+async function transcribeFile(file) {
+  abandonCurrentUpload();
+  const controller = new AbortController();
+  upload.controller = controller;
+  showError($("upload-error"), "");
+  $("result").hidden = true;
+  $("job").hidden = true;
+  const began = performance.now();
+  const mb = (file.size / 1e6).toFixed(1);
+  const asked = $("as-job").checked;
+  setUploadStatus(`Reading ${file.name} (${mb} MB)…`);
+  const asJob = asked || (await isLongFile(file));
+  if (controller !== upload.controller) return; // another file was chosen meanwhile
+  const how = !asJob ? "" : asked ? " as a background job" : " as a background job (a long file)";
+  const tickStatus = () => {
+    const seconds = Math.round((performance.now() - began) / 1000);
+    setUploadStatus(`Transcribing ${file.name} (${mb} MB)${how}… ${seconds} s`);
+  };
+  tickStatus();
+  upload.ticker = setInterval(tickStatus, 1000);
 
   try {
-    const response = await fetch(API.transcriptions, {
-      method: "POST",
-      body: form,
-      headers: authHeaders(),
-      signal: controller.signal,
-    });
-    if (!response.ok) throw new Error(await errorMessage(response));
-    const body = await response.json();
+    const body = asJob
+      ? await transcribeAsJob(file, controller.signal)
+      : await transcribeNow(file, controller.signal);
     if (controller !== upload.controller) return;
     renderResult(body, file);
     const seconds = ((performance.now() - began) / 1000).toFixed(1);
     const speakerCount = new Set(upload.segments.map((s) => s.speaker)).size;
     setUploadStatus(
-      `${file.name}: ${clock(upload.duration)} of audio, ${speakerCount} speaker(s), transcribed in ${seconds} s`
+      `${file.name}: ${clock(upload.duration)} of audio, ${speakerCount} speaker(s), ` +
+        `transcribed in ${seconds} s${asJob ? " as a background job" : ""}`
     );
   } catch (error) {
-    if (error.name === "AbortError") return;
-    setUploadStatus("");
-    showError($("upload-error"), error.message || String(error));
+    if (error.name === "AbortError" || controller !== upload.controller) return;
+    setUploadStatus(error.name === "JobCancelled" ? `${file.name}: cancelled.` : "");
+    if (error.name !== "JobCancelled") showError($("upload-error"), error.message || String(error));
   } finally {
     if (controller === upload.controller) {
       clearInterval(upload.ticker);
       upload.controller = null;
+      upload.job = null;
     }
   }
 }
+
+async function transcribeNow(file, signal) {
+  const response = await apiFetch(API.transcriptions, {
+    method: "POST",
+    body: transcriptionForm(file),
+    signal,
+  });
+  return (await ensureOk(response)).json();
+}
+
+// ---------------------------------------------------------------- background jobs
+
+/** Submit the upload as a job, poll it to the end, and answer its verbose_json result. */
+async function transcribeAsJob(file, signal) {
+  showJob({ status: "uploading", progress: 0 });
+  const submitted = await apiFetch(API.jobs, { method: "POST", body: transcriptionForm(file), signal });
+  let job = await (await ensureOk(submitted)).json();
+  upload.job = { id: job.id, cancelling: false };
+  showJob(job);
+  let failures = 0;
+  while (!JOB_FINISHED.has(job.status)) {
+    await sleep(JOB_POLL_MS, signal);
+    try {
+      job = await (await ensureOk(await apiFetch(API.job(job.id), { signal }))).json();
+      failures = 0;
+    } catch (error) {
+      // a restarting ingress answers 5xx or nothing for a few seconds; the job lives on
+      if (error.name === "AbortError" || ++failures > JOB_POLL_RETRIES) throw error;
+      continue;
+    }
+    showJob(job);
+  }
+  if (job.status === "cancelled") {
+    const cancelled = new Error("the job was cancelled");
+    cancelled.name = "JobCancelled";
+    throw cancelled;
+  }
+  if (job.status === "failed") {
+    const error = job.error || {};
+    throw new Error(`The job failed: ${error.message || JSON.stringify(error)}`);
+  }
+  // verbose_json, as the job was submitted: words and segments with speakers, like an upload
+  const result = await apiFetch(`${API.job(job.id)}/result?response_format=verbose_json`, { signal });
+  return (await ensureOk(result)).json();
+}
+
+const JOB_STATUS_TEXT = {
+  uploading: "Uploading",
+  queued: "Queued",
+  running: "Running",
+  cancelling: "Cancelling",
+  succeeded: "Done",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+
+/** The job panel: a progress bar (indeterminate until audio is being transcribed), the status
+ *  and stage, and Cancel while the job can still be stopped. */
+function showJob(job) {
+  $("job").hidden = false;
+  $("job").dataset.status = job.status;
+  $("job").dataset.jobId = job.id || "";
+  const bar = $("job-progress");
+  const progress = Number(job.progress) || 0;
+  if (progress > 0 || JOB_FINISHED.has(job.status)) bar.value = progress;
+  else bar.removeAttribute("value"); // indeterminate: uploading, queued, decoding
+  const parts = [JOB_STATUS_TEXT[job.status] || job.status];
+  if (job.stage && !JOB_FINISHED.has(job.status) && job.stage !== "queued") parts.push(job.stage);
+  if (progress > 0) parts.push(`${Math.round(progress * 100)}%`);
+  if (job.id) parts.push(`job ${job.id}`);
+  $("job-status").textContent = parts.join(" · ");
+  const cancellable = job.id && (job.status === "queued" || job.status === "running");
+  $("job-cancel").hidden = !cancellable && job.status !== "cancelling";
+  $("job-cancel").disabled = !cancellable || Boolean(upload.job && upload.job.cancelling);
+}
+
+async function cancelJob() {
+  const job = upload.job;
+  if (!job || job.cancelling) return;
+  job.cancelling = true;
+  $("job-cancel").disabled = true;
+  try {
+    const response = await ensureOk(await apiFetch(`${API.job(job.id)}/cancel`, { method: "POST" }));
+    if (upload.job === job) showJob(await response.json()); // the poll loop sees it to the end
+  } catch (error) {
+    job.cancelling = false;
+    $("job-cancel").disabled = false;
+    showError($("upload-error"), `Could not cancel: ${error.message || error}`);
+  }
+}
+
+// ---------------------------------------------------------------- result view
 
 /** Words grouped under the segment they belong to (by time; both lists are in order). */
 function wordsBySegment(segments, words) {
@@ -254,6 +446,25 @@ function wordsBySegment(segments, words) {
   return groups;
 }
 
+function displayName(speaker) {
+  return upload.names.get(speaker) || speaker;
+}
+
+/** A speaker's name as a button: clicking it renames the speaker (see startRename). */
+function speakerNameButton(speaker, colour, extraClass = "") {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: `speaker-label speaker-name ${extraClass}`.trim(),
+      style: `--c:${colour}`,
+      title: `speaker ${speaker}: click to rename`,
+      "data-name-of": speaker,
+    },
+    displayName(speaker)
+  );
+}
+
 function renderResult(body, file) {
   const colourOf = speakerColours();
   const segments = (body.segments || []).filter((s) => s.end >= s.start);
@@ -265,6 +476,7 @@ function renderResult(body, file) {
   upload.segments = [];
   upload.currentWord = null;
   upload.currentSeg = null;
+  upload.names = new Map();
 
   // Player.
   if (upload.objectUrl) URL.revokeObjectURL(upload.objectUrl);
@@ -276,16 +488,19 @@ function renderResult(body, file) {
   const transcript = $("transcript");
   transcript.replaceChildren();
   const groups = wordsBySegment(segments, words);
+  const exported = [];
   let turn = null;
   segments.forEach((segment, i) => {
-    const speaker = segment.speaker ?? (groups[i][0] && groups[i][0].speaker) ?? "?";
+    const known = segment.speaker ?? (groups[i][0] && groups[i][0].speaker) ?? null;
+    exported.push({ id: segment.id ?? i, start: segment.start, end: segment.end, text: segment.text || "", speaker: known });
+    const speaker = known ?? "?";
     const colour = colourOf(speaker);
     if (!turn || turn.speaker !== speaker || segment.start - turn.end > TURN_GAP_S) {
       const text = el("div", { class: "text" });
       const node = el(
         "div",
         { class: "seg", style: `--c:${colour}`, "data-speaker": speaker },
-        el("div", { class: "meta", "data-start": segment.start }, speakerLabel(speaker, colour), clock(segment.start)),
+        el("div", { class: "meta", "data-start": segment.start }, speakerNameButton(speaker, colour), clock(segment.start)),
         text
       );
       transcript.append(node);
@@ -302,7 +517,7 @@ function renderResult(body, file) {
         upload.words.push({ start: word.start, end: word.end, el: span, seg: entry });
       });
     } else {
-      turn.text.append(el("span", { class: "word", "data-start": segment.start }, segment.text.trim()));
+      turn.text.append(el("span", { class: "word", "data-start": segment.start }, (segment.text || "").trim()));
     }
     upload.segments.push(entry);
   });
@@ -310,6 +525,7 @@ function renderResult(body, file) {
     transcript.append(el("p", { class: "status" }, body.text ? body.text : "No speech found in this file."));
   }
   upload.words.sort((a, b) => a.start - b.start);
+  upload.result = { fileName: file.name || "transcript", duration, text: body.text || "", segments: exported };
 
   // Timeline: one lane per speaker, a coloured block per segment.
   const speakers = [...new Set(upload.segments.map((s) => s.speaker))];
@@ -317,7 +533,7 @@ function renderResult(body, file) {
   lanes.replaceChildren();
   const laneOf = new Map();
   for (const speaker of speakers) {
-    const lane = el("div", { class: "lane", "data-speaker": speaker, title: `speaker ${speaker}` });
+    const lane = el("div", { class: "lane", "data-speaker": speaker });
     laneOf.set(speaker, lane);
     lanes.append(lane);
   }
@@ -327,17 +543,23 @@ function renderResult(body, file) {
     entry.block = el("div", {
       class: "block",
       style: `left:${left}%;width:${width}%;background:${colourOf(entry.speaker)}`,
-      title: `${entry.speaker}: ${clock(entry.start)}–${clock(entry.end)}`,
       "data-speaker": entry.speaker,
     });
     laneOf.get(entry.speaker).append(entry.block);
   }
   $("legend").replaceChildren(
     ...speakers.map((speaker) =>
-      el("span", {}, el("span", { class: "swatch", style: `background:${colourOf(speaker)}` }), `Speaker ${speaker}`)
+      el(
+        "span",
+        { class: "legend-item" },
+        el("span", { class: "swatch", style: `background:${colourOf(speaker)}` }),
+        speakerNameButton(speaker, colourOf(speaker))
+      )
     )
   );
+  refreshSpeakerNames();
   renderAxis(duration);
+  $("export-status").textContent = "";
   $("result").hidden = false;
   transcript.scrollTop = 0;
   syncTo(0);
@@ -350,8 +572,193 @@ function renderAxis(duration) {
   axis.replaceChildren();
   for (let t = 0; t <= duration + 1e-6; t += step) {
     const label = t >= 60 ? `${Math.floor(t / 60)}:${String(Math.round(t % 60)).padStart(2, "0")}` : `${t}s`;
-    axis.append(el("span", { style: `left:${(100 * t) / duration}%` }, label));
+    // a label at the right edge is right-aligned, so it never sticks out of the page
+    const atEnd = t > 0 && t / duration > 0.95;
+    axis.append(el("span", { class: atEnd ? "end" : "", style: `left:${(100 * t) / duration}%` }, label));
   }
+}
+
+// ---------------------------------------------------------------- rename speakers
+
+/** Swap a speaker's name for a text field; Enter (or leaving it) renames, Escape keeps it. */
+function startRename(button) {
+  const speaker = button.dataset.nameOf;
+  const input = el("input", {
+    class: "rename",
+    value: displayName(speaker),
+    size: Math.max(6, displayName(speaker).length + 2),
+    maxLength: 60,
+    "aria-label": `Name for speaker ${speaker}`,
+    autocomplete: "off",
+  });
+  let finished = false;
+  const finish = (rename) => {
+    if (finished) return;
+    finished = true;
+    input.replaceWith(button); // back in the page first, so that the rename reaches it too
+    if (rename) renameSpeaker(speaker, input.value);
+    button.focus();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") {
+      finish(false);
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+  input.addEventListener("click", (event) => event.stopPropagation()); // no seek under it
+  button.replaceWith(input);
+  input.focus();
+  input.select();
+}
+
+function renameSpeaker(speaker, name) {
+  const cleaned = name.trim().replace(/\s+/g, " ");
+  if (!cleaned || cleaned === speaker) upload.names.delete(speaker);
+  else upload.names.set(speaker, cleaned);
+  refreshSpeakerNames();
+}
+
+/** Every place a speaker's name shows (legend, transcript, timeline tooltips) follows renames. */
+function refreshSpeakerNames() {
+  for (const node of $("result").querySelectorAll("[data-name-of]")) {
+    node.textContent = displayName(node.dataset.nameOf);
+  }
+  for (const lane of $("lanes").children) lane.title = displayName(lane.dataset.speaker);
+  for (const entry of upload.segments) {
+    entry.block.title = `${displayName(entry.speaker)}: ${clock(entry.start)}–${clock(entry.end)}`;
+  }
+}
+
+// ---------------------------------------------------------------- downloads and copy
+
+/** The result's segments with the user's names in place of the speaker labels. */
+function namedSegments() {
+  return upload.result.segments.map((s) => ({
+    ...s,
+    text: s.text.trim(),
+    speaker: s.speaker == null ? null : displayName(s.speaker),
+  }));
+}
+
+function pad(n, width = 2) {
+  return String(n).padStart(width, "0");
+}
+
+/** HH:MM:SS + separator + milliseconds. SRT truncates to the millisecond (after timedelta's
+ *  microseconds), WebVTT rounds: the server's srt and webvtt writers do the same. */
+function cueTime(seconds, separator, round) {
+  const s = Math.max(0, seconds);
+  const millis = round ? Math.round(s * 1000) : Math.floor(Math.round(s * 1e6) / 1000);
+  const h = Math.floor(millis / 3_600_000);
+  const m = Math.floor((millis % 3_600_000) / 60_000);
+  const sec = Math.floor((millis % 60_000) / 1000);
+  return `${pad(h)}:${pad(m)}:${pad(sec)}${separator}${pad(millis % 1000, 3)}`;
+}
+
+function escapeVtt(text) {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** SRT as the server writes it: cues numbered from 1, text as "Alice: …". */
+function toSrt(segments) {
+  return segments
+    .map((s, i) => {
+      const text = s.text.replace(/\n\s*\n/g, "\n");
+      const content = s.speaker ? `${s.speaker}: ${text}` : text;
+      return `${i + 1}\n${cueTime(s.start, ",", false)} --> ${cueTime(Math.max(s.end, s.start), ",", false)}\n${content}\n\n`;
+    })
+    .join("");
+}
+
+/** WebVTT as the server writes it: the speaker as a voice span, "<v Alice>…". */
+function toVtt(segments) {
+  const cues = segments.map((s) => {
+    const text = escapeVtt(s.text.replace(/\n\s*\n/g, "\n"));
+    const content = s.speaker ? `<v ${escapeVtt(s.speaker)}>${text}` : text;
+    return `${cueTime(s.start, ".", true)} --> ${cueTime(Math.max(s.end, s.start), ".", true)}\n${content}`;
+  });
+  return `${["WEBVTT", ...cues].join("\n\n")}\n`;
+}
+
+/** Plain text, one line per segment: "Alice: …". */
+function toTxt(segments) {
+  return segments.map((s) => (s.speaker ? `${s.speaker}: ${s.text}` : s.text)).join("\n") + "\n";
+}
+
+/** diarized_json's shape, with the user's names as the speakers. */
+function toDiarizedJson(segments) {
+  const body = {
+    task: "transcribe",
+    duration: upload.result.duration,
+    text: upload.result.text,
+    segments: segments.map((s) => ({
+      type: "transcript.text.segment",
+      id: typeof s.id === "number" ? `seg_${s.id}` : String(s.id),
+      start: s.start,
+      end: s.end,
+      text: s.text,
+      speaker: s.speaker ?? displayName("A"),
+    })),
+    usage: { type: "duration", seconds: upload.result.duration },
+  };
+  return `${JSON.stringify(body, null, 2)}\n`;
+}
+
+const EXPORTS = {
+  srt: { render: toSrt, type: "application/x-subrip" },
+  vtt: { render: toVtt, type: "text/vtt" },
+  txt: { render: toTxt, type: "text/plain" },
+  json: { render: toDiarizedJson, type: "application/json" },
+};
+
+function downloadName(format) {
+  const base = upload.result.fileName.replace(/\.[^./\\]+$/, "") || "transcript";
+  return `${base}.${format}`;
+}
+
+function downloadTranscript(format) {
+  if (!upload.result) return;
+  const { render, type } = EXPORTS[format];
+  const blob = new Blob([render(namedSegments())], { type: `${type};charset=utf-8` });
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: downloadName(format), hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000); // the download has long started by then
+}
+
+async function copyTranscript() {
+  if (!upload.result) return;
+  const text = toTxt(namedSegments());
+  const status = $("export-status");
+  try {
+    await writeClipboard(text);
+    status.textContent = "Copied.";
+  } catch (error) {
+    status.textContent = `Could not copy: ${error.message || error}`;
+  }
+}
+
+/** The async clipboard needs a secure context (https or localhost); else the old way. */
+async function writeClipboard(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch (_) {
+      // permission refused: try the old way below
+    }
+  }
+  const area = el("textarea", { value: text, readOnly: true, style: "position:fixed;top:0;left:0;opacity:0" });
+  document.body.append(area);
+  area.select();
+  const copied = document.execCommand("copy");
+  area.remove();
+  if (!copied) throw new Error("the browser refused");
 }
 
 /** Last index with item.start <= t, or -1. */
@@ -749,6 +1156,7 @@ function openSocket() {
     stopAudio();
     if (!live.closedByUs && live.state !== "stopping") {
       const reason = event.reason ? `: ${event.reason}` : "";
+      if (event.code === 1008 && /api key/i.test(event.reason)) revealApiKeyField();
       showError(
         $("live-error"),
         event.code === 1006 && !live.startedAt

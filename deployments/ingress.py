@@ -5,7 +5,6 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -58,6 +57,7 @@ from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import Segment
+from speakerscribe.webhooks import WebhookPolicy
 
 logger = logging.getLogger("ray.serve")
 RETRY_AFTER_S = 5
@@ -201,7 +201,8 @@ class SpeechIngress:
     ):
         self.settings = settings
         start_heap_trimmer(settings.heap_trim_interval_s)
-        self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file)
+        self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file, settings.admin_api_keys)
+        self.webhook_policy = WebhookPolicy(settings.webhook_allow)
         self.stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
         self.service = TranscriptionService(settings, self.stages)
         self.job_runner = job_runner
@@ -420,23 +421,22 @@ class SpeechIngress:
 
     @api.get("/v1/audio/jobs", responses=ERROR_RESPONSES)
     async def list_jobs(self, request: Request, limit: int = 100) -> JSONResponse:
-        self.api_keys.check(request.headers.get("authorization"))
-        jobs = await self._ask("list", max(1, min(limit, 1000)))
+        """This key's jobs (every job for an admin key, or on a server without keys)."""
+        viewer = self._viewer(request)
+        jobs = await self._ask("list", max(1, min(limit, 1000)), viewer=viewer)
         return JSONResponse({"object": "list", "data": jobs})
 
     @api.get("/v1/audio/jobs/{job_id}", responses=ERROR_RESPONSES)
     async def get_job(self, job_id: str, request: Request) -> JSONResponse:
         """Status, stage and progress (the fraction of the audio transcribed)."""
-        self.api_keys.check(request.headers.get("authorization"))
-        return JSONResponse(await self._ask("get", job_id))
+        return JSONResponse(await self._ask("get", job_id, viewer=self._viewer(request)))
 
     @api.get("/v1/audio/jobs/{job_id}/result", responses=ERROR_RESPONSES)
     async def get_job_result(
         self, job_id: str, request: Request, response_format: str | None = None
     ) -> Response:
         """The finished result, in the submitted response_format or the one asked for here."""
-        self.api_keys.check(request.headers.get("authorization"))
-        job, result, form = await self._ask("result", job_id)
+        job, result, form = await self._ask("result", job_id, viewer=self._viewer(request))
         chosen = response_format or job["response_format"]
         # the submitted form with this response_format: the same checks as a synchronous request
         asked = request_for(job["task"], {**form, "response_format": chosen})
@@ -450,21 +450,19 @@ class SpeechIngress:
     @api.post("/v1/audio/jobs/{job_id}/cancel", responses=ERROR_RESPONSES)
     async def cancel_job(self, job_id: str, request: Request) -> JSONResponse:
         """Stop a job: a queued one at once, a running one within about a second."""
-        self.api_keys.check(request.headers.get("authorization"))
-        return JSONResponse(await self._ask("cancel", job_id))
+        return JSONResponse(await self._ask("cancel", job_id, viewer=self._viewer(request)))
 
     @api.delete("/v1/audio/jobs/{job_id}", responses=ERROR_RESPONSES)
     async def delete_job(self, job_id: str, request: Request) -> JSONResponse:
-        self.api_keys.check(request.headers.get("authorization"))
-        return JSONResponse(await self._ask("delete", job_id))
+        return JSONResponse(await self._ask("delete", job_id, viewer=self._viewer(request)))
 
     async def _submit_job(self, request: Request, task: str) -> JSONResponse:
         """Validate everything a job can be checked for up front, then queue it."""
-        self.api_keys.check(request.headers.get("authorization"))
+        caller = self.api_keys.caller(request.headers.get("authorization"))
         fields, data = await self._read_form(request)
         webhook_url = blank_is_none(fields.pop("webhook_url", None))
         if webhook_url is not None:
-            self._check_webhook(webhook_url)
+            await self._check_webhook(webhook_url)
         transcription_request = request_for(task, fields)
         if transcription_request.stream:
             raise InvalidRequestError("jobs cannot stream; poll the job instead", param="stream")
@@ -478,17 +476,23 @@ class SpeechIngress:
             task=task,
             response_format=fields.get("response_format") or "json",
             webhook_url=webhook_url,
+            owner=caller.owner,
         )
         return JSONResponse(
             job, status_code=202, headers={"Location": f"/v1/audio/jobs/{job['id']}"}
         )
 
-    def _check_webhook(self, url: str) -> None:
-        if not self.settings.job_webhooks:
-            raise InvalidRequestError("webhooks are turned off on this server", param="webhook_url")
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise InvalidRequestError("webhook_url must be an http(s) URL", param="webhook_url")
+    def _viewer(self, request: Request) -> str | None:
+        return self.api_keys.caller(request.headers.get("authorization")).viewer
+
+    async def _check_webhook(self, url: str) -> None:
+        """Refuse, before anything is queued, a webhook the server would not deliver."""
+        if self.settings.webhook_secret is None:
+            raise InvalidRequestError(
+                "webhooks are off on this server (no webhook_secret is configured)",
+                param="webhook_url",
+            )
+        await asyncio.to_thread(self.webhook_policy.check, url)  # DNS: off the event loop
 
     async def _ask(self, method: str, *args, **kwargs):
         """Call the job table actor; its errors (404, 409, a failed job's own) are raised."""

@@ -16,7 +16,6 @@ import time
 import uuid
 from typing import cast
 
-import aiohttp
 import ray
 from ray import serve
 from ray.actor import ActorHandle
@@ -29,6 +28,7 @@ from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.protocol import TranscriptionRequest, TranslationRequest
 from speakerscribe.serving import TranscriptionService
 from speakerscribe.settings import Settings
+from speakerscribe.webhooks import WebhookPolicy, WebhookSender
 
 logger = logging.getLogger("ray.serve")
 
@@ -78,6 +78,17 @@ class JobRunner:
         stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
         self.service = TranscriptionService(settings, stages)
         self.running: dict[str, asyncio.Task] = {}
+        secret = settings.webhook_secret
+        self.webhooks = (
+            WebhookSender(
+                secret.get_secret_value(),
+                WebhookPolicy(settings.webhook_allow),
+                max_attempts=settings.webhook_max_attempts,
+                timeout_s=settings.webhook_timeout_s,
+            )
+            if secret is not None
+            else None
+        )
         self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
@@ -143,14 +154,18 @@ class JobRunner:
             await self._notify(job["webhook_url"], public)
 
     async def _notify(self, url: str, public: dict) -> None:
-        """POST the finished job to the client's webhook; failures are logged, not retried."""
+        """Deliver the finished job to the client's webhook (signed, checked again, retried)
+        and record the outcome on the job."""
+        if self.webhooks is None:  # the secret was removed since the job was accepted
+            return
         event = {"type": f"job.{public['status']}", "job": public}
+        outcome = await self.webhooks.deliver(url, f"{public['id']}.{public['status']}", event)
+        if outcome.delivered_at is None:
+            logger.warning("webhook for job %s not delivered: %s", public["id"], outcome.error)
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0)) as session:
-                async with session.post(url, json=event) as response:
-                    response.raise_for_status()
-        except Exception as failure:
-            logger.warning("webhook for job %s failed: %s", public["id"], type(failure).__name__)
+            await self.table.record_webhook.remote(public["id"], outcome.to_dict())
+        except Exception:
+            logger.warning("job %s: webhook outcome not recorded", public["id"])
 
     def stats(self) -> dict:
         return {"runner": self.runner_id, "running": sorted(self.running), "time": time.time()}

@@ -6,7 +6,9 @@ With no keys configured the server is open, as a laptop install expects.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from dataclasses import dataclass
 from pathlib import Path
 
 from speakerscribe.errors import SpeechServerError
@@ -18,24 +20,57 @@ class AuthenticationError(SpeechServerError):
     code = "invalid_api_key"
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: ``owner`` is a hash of the key (never the key), None when open."""
+
+    owner: str | None = None
+    admin: bool = False
+
+    @property
+    def viewer(self) -> str | None:
+        """Whose jobs this caller sees: its own, or everyone's (None) when open or admin."""
+        return None if self.admin else self.owner
+
+
+def key_owner(key: str) -> str:
+    """What a job records of the key that made it: its SHA-256, so a leak reveals no key."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
 class ApiKeys:
-    def __init__(self, keys: list[str] | tuple[str, ...] = (), key_file: Path | None = None):
-        loaded = [k.strip() for k in keys if k.strip()]
+    def __init__(
+        self,
+        keys: list[str] | tuple[str, ...] = (),
+        key_file: Path | None = None,
+        admin_keys: list[str] | tuple[str, ...] = (),
+    ):
+        admins = [k.strip() for k in admin_keys if k.strip()]
+        loaded = [k.strip() for k in keys if k.strip()] + admins
         if key_file is not None:
             for line in Path(key_file).read_text().splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     loaded.append(line)
         self._keys = [k.encode() for k in loaded]
+        self._admin_owners = {key_owner(k) for k in admins}
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def check(self, authorization: str | None) -> None:
-        """Raise AuthenticationError unless the header carries a known key."""
+    def caller(self, authorization: str | None) -> Caller:
+        """The checked caller of a request (AuthenticationError without a known key)."""
         if not self._keys:
-            return
+            return Caller()
+        key = self.check(authorization)
+        owner = key_owner(key)
+        return Caller(owner=owner, admin=owner in self._admin_owners)
+
+    def check(self, authorization: str | None) -> str:
+        """The request's key; AuthenticationError unless the header carries a known one."""
+        if not self._keys:
+            return ""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthenticationError(
@@ -48,3 +83,4 @@ class ApiKeys:
             matched |= hmac.compare_digest(candidate, key)
         if not matched:
             raise AuthenticationError("invalid API key")
+        return candidate.decode()

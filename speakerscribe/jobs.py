@@ -49,6 +49,10 @@ class Job:
     response_format: str
     created_at: float
     webhook_url: str | None = None
+    owner: str | None = None
+    """A hash of the API key that submitted the job (never shown); None on an open server."""
+    webhook: dict[str, Any] | None = None
+    """The webhook's delivery: attempts, last_status, delivered_at, error."""
     status: JobStatus = "queued"
     stage: str | None = None
     progress: float = 0.0
@@ -75,6 +79,7 @@ class Job:
             "attempts": self.attempts,
             "error": self.error,
             "webhook_url": self.webhook_url,
+            "webhook": self.webhook,
         }
 
 
@@ -104,6 +109,7 @@ class JobTable:
         task: str = "transcribe",
         response_format: str = "json",
         webhook_url: str | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         self.expire()
         if len(self._entries) >= self.max_jobs:
@@ -119,23 +125,31 @@ class JobTable:
             response_format=response_format,
             created_at=time.time(),
             webhook_url=webhook_url,
+            owner=owner,
         )
         self._entries[job.id] = _Entry(job, audio)
         return job.public()
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        return self._entry(job_id).job.public()
+    # ``viewer``: the key hash whose jobs a caller may see, or None for every job (an open
+    # server, or an admin key). Another key's job answers exactly as a missing one.
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+    def get(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
+        return self._entry(job_id, viewer).job.public()
+
+    def list(self, limit: int = 100, viewer: str | None = None) -> list[dict[str, Any]]:
         self.expire()
         jobs = sorted(
-            (e.job for e in self._entries.values()), key=lambda j: j.created_at, reverse=True
+            (e.job for e in self._entries.values() if _visible(e.job, viewer)),
+            key=lambda j: j.created_at,
+            reverse=True,
         )
         return [job.public() for job in jobs[:limit]]
 
-    def result(self, job_id: str) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    def result(
+        self, job_id: str, viewer: str | None = None
+    ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
         """(job, result, submitted form) of a succeeded job; the job's own error if it failed."""
-        entry = self._entry(job_id)
+        entry = self._entry(job_id, viewer)
         job = entry.job
         if job.status == "succeeded":
             return job.public(), entry.result, job.form
@@ -150,8 +164,8 @@ class JobTable:
             param="job_id",
         )
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        entry = self._entry(job_id)
+    def cancel(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
+        entry = self._entry(job_id, viewer)
         job = entry.job
         if job.status == "queued":
             self._end(entry, "cancelled")
@@ -159,10 +173,10 @@ class JobTable:
             job.status = "cancelling"  # the runner learns it at its next heartbeat
         return job.public()
 
-    def delete(self, job_id: str) -> dict[str, Any]:
+    def delete(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
         """Forget a job (a running one is cancelled first by its runner's next heartbeat)."""
-        entry = self._entry(job_id)
-        public = self.cancel(job_id)
+        entry = self._entry(job_id, viewer)
+        public = self.cancel(job_id, viewer)
         if entry.job.status in FINISHED:
             del self._entries[job_id]
         return {**public, "deleted": entry.job.status in FINISHED}
@@ -218,6 +232,12 @@ class JobTable:
         self._end(entry, status)
         return entry.job.public()
 
+    def record_webhook(self, job_id: str, outcome: dict[str, Any]) -> None:
+        """The runner's report of the job's webhook delivery."""
+        entry = self._entries.get(job_id)
+        if entry is not None:
+            entry.job.webhook = outcome
+
     def requeue_stale(self) -> builtins.list[str]:
         """Jobs whose runner went silent (its replica died) go back to the queue."""
         now, moved = time.time(), []
@@ -262,14 +282,18 @@ class JobTable:
         entry.job.heartbeat_at = None
         entry.audio = None  # the upload is not kept once the job is over
 
-    def _entry(self, job_id: str) -> _Entry:
+    def _entry(self, job_id: str, viewer: str | None = None) -> _Entry:
         self.expire()
         entry = self._entries.get(job_id)
-        if entry is None:
+        if entry is None or not _visible(entry.job, viewer):
             raise JobNotFoundError(
                 f"no job {job_id!r} (finished jobs expire after {self.ttl_s:.0f} s)", param="job_id"
             )
         return entry
+
+
+def _visible(job: Job, viewer: str | None) -> bool:
+    return viewer is None or job.owner == viewer
 
 
 class _JobError(SpeechServerError):

@@ -186,13 +186,20 @@ class TranscriptionRequest(BaseModel):
         return self
 
     def wants_diarization(self, default: bool) -> bool:
+        """Whether the diarizer runs. The server's default applies only where the answer
+        shows speakers: a ``json`` or ``text`` answer (not streamed) has nowhere to put them,
+        so it is diarized only when the client asks by name."""
         if self.response_format == "diarized_json" or self.known_speaker_names:
             return True
         if self.enable_overlap_detection:
             return True
         if self.enable_speaker_diarization is None:
-            return default
+            return default and self.shows_speakers
         return self.enable_speaker_diarization
+
+    @property
+    def shows_speakers(self) -> bool:
+        return self.stream or self.response_format not in ("json", "text")
 
     def wants_words(self) -> bool:
         return "word" in self.timestamp_granularities

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from speakerscribe.embedded import DEFAULT_MODEL_CACHE
@@ -136,9 +136,19 @@ class Settings(BaseSettings):
     jobs_per_runner: int = Field(
         2, ge=1, le=64, description="jobs one JobRunner replica runs at once"
     )
-    job_webhooks: bool = Field(
-        True, description="allow jobs to POST their final status to a client's webhook_url"
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks signing secret (whsec_<base64>); job webhooks are off "
+        "until it is set, so no unsigned request ever leaves the server",
     )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="host names or networks (CIDR) webhooks may reach although they are not "
+        "public addresses (say, a receiver inside your own network); by default only public "
+        "addresses are allowed",
+    )
+    webhook_max_attempts: int = Field(3, ge=1, le=10, description="tries per webhook delivery")
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="timeout of one try")
 
     # --- memory ---
     heap_trim_interval_s: float = Field(
@@ -154,6 +164,10 @@ class Settings(BaseSettings):
         description="accepted Bearer keys (env: a JSON list); empty and no file = open server",
     )
     api_keys_file: Path | None = Field(None, description="file with one API key per line")
+    admin_api_keys: list[str] = Field(
+        default_factory=list,
+        description="keys that may also see and manage every key's jobs (they are valid keys)",
+    )
 
     # --- limits and paths ---
     model_cache_dir: Path = DEFAULT_MODEL_CACHE

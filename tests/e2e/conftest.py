@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
@@ -11,6 +12,10 @@ import requests
 PORT = int(os.environ.get("SPEAKERSCRIBE_TEST_PORT", "8123"))
 METRICS_PORT = int(os.environ.get("SPEAKERSCRIBE_TEST_METRICS_PORT", "8298"))
 BASE_URL = f"http://127.0.0.1:{PORT}"
+# Webhooks are signed with this secret, and may reach the name "localhost" (a listener on
+# 127.0.0.1): only that name, so every other loopback spelling is still refused.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"speakerscribe-e2e-webhook-secret").decode()
+WEBHOOK_ALLOW = ["localhost"]
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +43,8 @@ def server(ray_cluster) -> str:
     from speakerscribe.settings import load_settings
 
     serve.start(http_options={"host": "127.0.0.1", "port": PORT})
-    serve.run(build(load_settings()), name="speakerscribe", route_prefix="/", blocking=False)
+    settings = load_settings(webhook_secret=WEBHOOK_SECRET, webhook_allow=WEBHOOK_ALLOW)
+    serve.run(build(settings), name="speakerscribe", route_prefix="/", blocking=False)
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -51,6 +57,11 @@ def server(ray_cluster) -> str:
         pytest.fail("the application did not become healthy within 300 s")
     yield BASE_URL
     serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def webhook_secret() -> str:
+    return WEBHOOK_SECRET
 
 
 @pytest.fixture(scope="session")

@@ -171,7 +171,7 @@ def test_webhook_on_completion_and_results_in_any_format(server, testdata):
             server,
             (testdata / "faster-whisper/jfk.flac").read_bytes(),
             response_format="text",
-            webhook_url=f"http://127.0.0.1:{hook.server_port}/done",
+            webhook_url=f"http://localhost:{hook.server_port}/done",
         )
         deadline = time.time() + 120
         while not _Hook.received:

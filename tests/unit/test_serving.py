@@ -179,6 +179,26 @@ def test_stream_events_deltas_in_order_then_segments_then_done(long_speech):
     assert {e["speaker"] for e in events if e["type"] == "transcript.text.segment"} == {"A", "B"}
 
 
+@pytest.mark.parametrize(
+    "fields,diarized",
+    [
+        ({}, False),
+        ({"response_format": "text"}, False),
+        ({"response_format": "json", "enable_speaker_diarization": True}, True),
+        ({"response_format": "json", "stream": True}, True),
+        ({"response_format": "srt"}, True),
+        ({"response_format": "verbose_json"}, True),
+    ],
+)
+def test_json_and_text_run_the_diarizer_only_when_asked(long_speech, fields, diarized):
+    """The settings default (on) decides only for answers that show speakers."""
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(enable_speaker_diarization=True), stages)
+    request = TranscriptionRequest(**fields)
+    run(service.transcribe(long_speech, request))
+    assert stages.diarized == int(diarized)
+
+
 def test_a_stuck_stage_is_a_504_and_a_lost_replica_a_503(long_speech):
     from speakerscribe.errors import OverloadedError, StageTimeoutError
 
@@ -190,7 +210,7 @@ def test_a_stuck_stage_is_a_504_and_a_lost_replica_a_503(long_speech):
     with pytest.raises(StageTimeoutError) as raised:
         run(
             TranscriptionService(settings, SlowDiarizer()).transcribe(
-                long_speech, TranscriptionRequest()
+                long_speech, TranscriptionRequest(response_format="verbose_json")
             )
         )
     assert raised.value.status_code == 504 and "diarization" in raised.value.message
@@ -338,7 +358,8 @@ def test_progress_rises_and_pieces_in_flight_are_capped(long_speech):
 def test_a_diarized_job_reports_the_diarizer_once_transcription_is_done(long_speech):
     seen: list[tuple[str, float]] = []
     service = TranscriptionService(load_settings(), FakeStages())
-    run(service.transcribe(long_speech, TranscriptionRequest(), progress=lambda *a: seen.append(a)))
+    request = TranscriptionRequest(response_format="diarized_json")
+    run(service.transcribe(long_speech, request, progress=lambda *a: seen.append(a)))
     stages = [stage for stage, _ in seen]
     assert stages.index("diarization") > max(
         i for i, s in enumerate(stages) if s == "transcription"

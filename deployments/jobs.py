@@ -76,7 +76,7 @@ class JobRunner:
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         self.table = job_table(settings)
         stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
-        self.service = TranscriptionService(settings, stages)
+        self.service = TranscriptionService(settings, stages, queue_for_budget=True)
         self.running: dict[str, asyncio.Task] = {}
         secret = settings.webhook_secret
         self.webhooks = (

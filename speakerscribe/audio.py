@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import io
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -19,25 +20,34 @@ import numpy as np
 from speakerscribe.errors import AudioDecodeError, PayloadTooLargeError
 from speakerscribe.types import SAMPLE_RATE
 
+Progress = Callable[[float], None]
+"""Called with the seconds decoded so far, as the decode goes; it may raise to stop it."""
 
-def decode_audio_bytes(data: bytes, *, max_duration_s: float | None = None) -> np.ndarray:
+
+def decode_audio_bytes(
+    data: bytes, *, max_duration_s: float | None = None, on_decoded: Progress | None = None
+) -> np.ndarray:
     """Bytes of any common audio/video container → 1-D float32 at 16 kHz, mono.
 
     Raises AudioDecodeError for empty, truncated-beyond-use or non-media input, and
     PayloadTooLargeError past ``max_duration_s``.
     """
-    return _decode(data, max_duration_s, channels=1)[0]
+    return _decode(data, max_duration_s, channels=1, on_decoded=on_decoded)[0]
 
 
-def decode_audio_channels(data: bytes, *, max_duration_s: float | None = None) -> list[np.ndarray]:
+def decode_audio_channels(
+    data: bytes, *, max_duration_s: float | None = None, on_decoded: Progress | None = None
+) -> list[np.ndarray]:
     """Left and right channels, each 16 kHz float32, for one-speaker-per-channel recordings.
 
     Mono input gives two equal channels; of more than two, the first two are taken.
     """
-    return list(_decode(data, max_duration_s, channels=2))
+    return list(_decode(data, max_duration_s, channels=2, on_decoded=on_decoded))
 
 
-def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndarray:
+def _decode(
+    data: bytes, max_duration_s: float | None, channels: int, on_decoded: Progress | None = None
+) -> np.ndarray:
     if not data:
         raise AudioDecodeError("the uploaded file is empty", param="file")
     max_samples = int(max_duration_s * SAMPLE_RATE) if max_duration_s else None
@@ -57,6 +67,8 @@ def _decode(data: bytes, max_duration_s: float | None, channels: int) -> np.ndar
                     samples = out.to_ndarray()  # packed flt: (1, n * channels)
                     buffer.write(samples.tobytes())
                     total += samples.shape[1] // channels
+                    if on_decoded is not None:
+                        on_decoded(total / SAMPLE_RATE)
                     if max_samples is not None and total > max_samples:
                         raise PayloadTooLargeError(
                             f"audio lasts more than the {max_duration_s:.0f} s this server accepts",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ import numpy as np
 
 from speakerscribe.alignment import attribute_speakers, merge_channels
 from speakerscribe.audio import decode_audio_bytes, decode_audio_channels, duration_s
+from speakerscribe.budget import AudioBudget, Reservation, declared_duration_s
 from speakerscribe.chunking import Piece, split_audio, split_utterances, stitch
 from speakerscribe.errors import (
     InvalidRequestError,
@@ -91,6 +93,8 @@ class PreparedAudio:
     progress: Progress = _no_progress
     pieces_in_flight: asyncio.Semaphore | None = None
     transcribed_s: float = 0.0
+    release: Callable[[], None] = lambda: None
+    """Gives the request's decoded seconds back to the audio budget (idempotent)."""
 
     @property
     def planned_s(self) -> float:
@@ -108,9 +112,27 @@ class PreparedAudio:
 class TranscriptionService:
     """``POST /v1/audio/transcriptions`` without the HTTP: bytes + request → result."""
 
-    def __init__(self, settings: Settings, stages: Stages):
+    def __init__(
+        self,
+        settings: Settings,
+        stages: Stages,
+        budget: AudioBudget | None = None,
+        queue_for_budget: bool = False,
+    ):
+        """``budget``: this replica's audio budget (a new one from settings if not given);
+        ``queue_for_budget``: wait for room (background jobs) instead of answering 503."""
         self.settings = settings
         self.stages = stages
+        self.budget = budget or AudioBudget(settings.audio_budget_s or float("inf"))
+        self.queue_for_budget = queue_for_budget
+
+    async def _admit(self, data: bytes) -> Reservation:
+        """Reserve the upload's declared length before decoding any of it."""
+        declared = await asyncio.to_thread(declared_duration_s, data)
+        seconds = min(declared or 0.0, self.settings.max_audio_duration_s)
+        if self.queue_for_budget:
+            return await self.budget.reserve_waiting(seconds)
+        return self.budget.reserve(seconds)
 
     def resolve_model(self, requested: str | None) -> str:
         """The request's ``model`` → a served model id (aliases such as ``whisper-1`` too)."""
@@ -171,13 +193,44 @@ class TranscriptionService:
             )
         }
         clock = StageClock()
-        limit = self.settings.max_audio_duration_s
         progress("decoding", 0.0)
+        reservation = await self._admit(data)
+        try:
+            prepared = await self._prepare_admitted(
+                data, request, model, references, clock, reservation, task, progress
+            )
+        except BaseException:
+            reservation.release()
+            raise
+        prepared.release = reservation.release
+        weakref.finalize(prepared, reservation.release)  # a stream that never started
+        if pieces_in_flight:
+            prepared.pieces_in_flight = asyncio.Semaphore(pieces_in_flight)
+        return prepared
+
+    async def _prepare_admitted(
+        self,
+        data: bytes,
+        request: TranscriptionRequest,
+        model: str,
+        references: dict[str, np.ndarray],
+        clock: StageClock,
+        reservation: Reservation,
+        task: str,
+        progress: Progress,
+    ) -> PreparedAudio:
+        limit = self.settings.max_audio_duration_s
         with clock.measure("decode"):
+            grow = reservation.grow_to
             if request.multichannel:
-                tracks = await asyncio.to_thread(decode_audio_channels, data, max_duration_s=limit)
+                tracks = await asyncio.to_thread(
+                    decode_audio_channels, data, max_duration_s=limit, on_decoded=grow
+                )
             else:
-                tracks = [await asyncio.to_thread(decode_audio_bytes, data, max_duration_s=limit)]
+                mix = await asyncio.to_thread(
+                    decode_audio_bytes, data, max_duration_s=limit, on_decoded=grow
+                )
+                tracks = [mix]
         if request.enable_vocal_separation:
             progress("separation", 0.0)
             with clock.measure("separation"):
@@ -216,17 +269,7 @@ class TranscriptionService:
             detect_overlap=request.enable_overlap_detection,
         )
         progress("transcription", 0.0)
-        return PreparedAudio(
-            request,
-            tracks,
-            plans,
-            options,
-            diarize,
-            clock,
-            diarization,
-            progress,
-            asyncio.Semaphore(pieces_in_flight) if pieces_in_flight else None,
-        )
+        return PreparedAudio(request, tracks, plans, options, diarize, clock, diarization, progress)
 
     async def transcribe(
         self,
@@ -242,6 +285,14 @@ class TranscriptionService:
         ``multichannel`` each channel is its own speaker and no diarizer is needed.
         """
         prepared = await self.prepare(data, request, task, progress, pieces_in_flight)
+        try:
+            return await self._run_prepared(prepared, progress)
+        finally:
+            prepared.release()
+
+    async def _run_prepared(
+        self, prepared: PreparedAudio, progress: Progress
+    ) -> TranscriptionResult:
         if prepared.runs_diarizer:
 
             async def transcribed_then_diarizing() -> list[list[Segment]]:
@@ -261,6 +312,13 @@ class TranscriptionService:
         """OpenAI's transcription stream: text deltas in audio order as pieces finish,
         then (with diarization) one ``transcript.text.segment`` per segment, then done.
         """
+        try:
+            async for event in self._stream_events(prepared):
+                yield event
+        finally:
+            prepared.release()
+
+    async def _stream_events(self, prepared: PreparedAudio) -> AsyncIterator[dict]:
         if prepared.request.multichannel:  # channels interleave: answer once they are all in
             result = self._finish(
                 prepared, await self._transcribe_tracks(prepared), Diarization([])

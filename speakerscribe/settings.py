@@ -173,6 +173,13 @@ class Settings(BaseSettings):
     model_cache_dir: Path = DEFAULT_MODEL_CACHE
     max_upload_mb: float = Field(500.0, gt=0)
     max_audio_duration_s: float = Field(4 * 3600.0, gt=0)
+    audio_budget_s: float = Field(
+        4 * 3600.0,
+        ge=0,
+        description="decoded audio seconds one ingress or job-runner replica holds at once "
+        "(about 64 kB each as float32); past it uploads get a 503 with Retry-After and jobs "
+        "wait. One upload longer than the budget runs when it is alone. 0: no budget",
+    )
 
     @field_validator("model_cache_dir", mode="after")
     @classmethod

@@ -41,6 +41,12 @@ from speakerscribe.errors import (
     UnsupportedMediaError,
 )
 from speakerscribe.formats import render
+from speakerscribe.live_limits import (
+    LiveLimitError,
+    RealTimePace,
+    SessionCounter,
+    check_message_size,
+)
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.protocol import (
     LIST_FIELDS,
@@ -203,6 +209,7 @@ class SpeechIngress:
         start_heap_trimmer(settings.heap_trim_interval_s)
         self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file, settings.admin_api_keys)
         self.webhook_policy = WebhookPolicy(settings.webhook_allow)
+        self._live_sessions = SessionCounter(settings.live_max_sessions_per_key)
         self.stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
         self.service = TranscriptionService(settings, self.stages)
         self.job_runner = job_runner
@@ -312,7 +319,7 @@ class SpeechIngress:
         """
         authorization, subprotocol = _websocket_key(websocket)
         try:
-            self.api_keys.check(authorization)
+            caller = self.api_keys.caller(authorization)
         except SpeechServerError as error:
             await websocket.close(code=1008, reason=error.message[:120])
             return
@@ -324,6 +331,19 @@ class SpeechIngress:
             await websocket.send_json({"type": "error", **refusal.to_openai()})
             await websocket.close(code=1008)
             return
+        owner = caller.owner or "open"
+        try:
+            self._live_sessions.open(owner)
+        except LiveLimitError as limit:
+            await websocket.send_json({"type": "error", **limit.to_openai()})
+            await websocket.close(code=limit.close_code)
+            return
+        try:
+            await self._live_session(websocket)
+        finally:
+            self._live_sessions.close(owner)
+
+    async def _live_session(self, websocket: WebSocket) -> None:
         client_listening = True
 
         async def emit(event: dict) -> None:
@@ -363,6 +383,7 @@ class SpeechIngress:
         )
         self._open_live_streams += 1
         self._live_streams.set(self._open_live_streams)
+        pace = RealTimePace(self.settings.live_max_ahead_s)
         try:
             await session.start()
             while True:
@@ -370,10 +391,23 @@ class SpeechIngress:
                 if message["type"] == "websocket.disconnect":
                     client_listening = False
                     break
-                if message.get("bytes") is not None:
-                    await session.append_pcm16(message["bytes"])
-                elif message.get("text") is not None:
-                    await session.handle_event(message["text"])
+                data, text = message.get("bytes"), message.get("text")
+                received = session.received_s
+                try:
+                    check_message_size(
+                        len(data if data is not None else (text or "")),
+                        self.settings.live_max_message_bytes,
+                    )
+                    if data is not None:
+                        await session.append_pcm16(data)
+                    elif text is not None:
+                        await session.handle_event(text)
+                    pace.spend(session.received_s - received)
+                except LiveLimitError as limit:
+                    await emit({"type": "error", **limit.to_openai()})
+                    await websocket.close(code=limit.close_code)
+                    client_listening = False
+                    break
         except WebSocketDisconnect:
             client_listening = False
         finally:

@@ -638,6 +638,8 @@ class RealtimeTranscriptionSession:
         self._last_final: asyncio.Task | None = None
         self._partial: asyncio.Task | None = None
         self._closed = False
+        self.received_s = 0.0
+        """Seconds of audio the client has sent (the ingress holds it to real time)."""
 
     # --- public API -----------------------------------------------------------------
 
@@ -798,6 +800,7 @@ class RealtimeTranscriptionSession:
                 f"audio must be whole PCM16 samples; got an odd number of bytes ({len(data)})",
                 param="audio",
             )
+        self.received_s += len(data) / 2 / self.config.input_rate
         # about 1 s of input at a time: the VAD's batch and the resampler's output stay small
         step = 2 * self.config.input_rate
         for offset in range(0, len(data), step):

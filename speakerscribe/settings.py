@@ -173,6 +173,15 @@ class Settings(BaseSettings):
     model_cache_dir: Path = DEFAULT_MODEL_CACHE
     max_upload_mb: float = Field(500.0, gt=0)
     max_audio_duration_s: float = Field(4 * 3600.0, gt=0)
+    live_max_message_bytes: int = Field(
+        1 << 20, ge=1024, description="largest WebSocket message a live session accepts"
+    )
+    live_max_ahead_s: float = Field(
+        60.0, gt=0, description="seconds of audio a live client may send ahead of real time"
+    )
+    live_max_sessions_per_key: int = Field(
+        16, ge=1, description="live sessions one API key (or an open server) holds per replica"
+    )
     audio_budget_s: float = Field(
         4 * 3600.0,
         ge=0,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import requests
 import soxr
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from speakerscribe.audio import decode_audio_bytes
@@ -233,3 +234,62 @@ def test_only_transcription_intent(server):
     with connect(url, open_timeout=60) as socket:
         event = json.loads(socket.recv(timeout=30))
     assert event["type"] == "error" and event["error"]["param"] == "intent"
+
+
+def _close_code(socket) -> int | None:
+    try:
+        while True:
+            socket.recv(timeout=30)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+def test_an_oversized_message_is_an_error_and_a_1009_close(server, ws_url):
+    with connect(ws_url, open_timeout=60, max_size=None) as socket:
+        socket.recv(timeout=60)  # session.created
+        socket.send(bytes(2 * 1024 * 1024))  # 2 MiB of PCM in one frame
+        error = json.loads(socket.recv(timeout=30))
+        assert error["type"] == "error" and error["error"]["code"] == "message_too_large"
+        assert _close_code(socket) == 1009
+    assert requests.get(f"{server}/health", timeout=30).status_code == 200
+
+
+def test_audio_far_faster_than_real_time_is_stopped(server, ws_url):
+    second = bytes(2 * RATE)  # 1 s of silence at 24 kHz
+    with connect(ws_url, open_timeout=60, max_size=None) as socket:
+        socket.recv(timeout=60)
+        codes = []
+        try:
+            for _ in range(120):  # 2 minutes of audio as fast as the socket takes it
+                socket.send(second)
+        except ConnectionClosed:
+            pass
+        try:
+            while True:
+                event = json.loads(socket.recv(timeout=30))
+                if event["type"] == "error":
+                    codes.append(event["error"]["code"])
+        except ConnectionClosed as closed:
+            close_code = closed.rcvd.code if closed.rcvd else None
+    assert "audio_too_fast" in codes and close_code == 1008
+    assert requests.get(f"{server}/health", timeout=30).status_code == 200
+
+
+def test_sessions_per_key_are_limited(server, ws_url):
+    from speakerscribe.settings import load_settings
+
+    limit = load_settings().live_max_sessions_per_key
+    sockets = [connect(ws_url, open_timeout=60) for _ in range(limit)]
+    try:
+        for socket in sockets:
+            assert json.loads(socket.recv(timeout=60))["type"] == "session.created"
+        with connect(ws_url, open_timeout=60) as extra:
+            error = json.loads(extra.recv(timeout=60))
+            assert error["type"] == "error" and error["error"]["code"] == "too_many_sessions"
+            assert _close_code(extra) == 1013
+    finally:
+        for socket in sockets:
+            socket.close()
+    time.sleep(1.0)
+    with connect(ws_url, open_timeout=60) as again:  # room again once they closed
+        assert json.loads(again.recv(timeout=60))["type"] == "session.created"

@@ -109,6 +109,10 @@ class PreparedAudio:
         return self.diarize and not self.request.multichannel
 
 
+LANGUAGE_WINDOW = 30 * SAMPLE_RATE
+"""Audio language detection reads: Whisper's one window from the first speech."""
+
+
 class TranscriptionService:
     """``POST /v1/audio/transcriptions`` without the HTTP: bytes + request → result."""
 
@@ -462,7 +466,9 @@ class TranscriptionService:
             return request.language
         for track, plan in zip(tracks, plans, strict=True):
             if plan:
-                detection = self.stages.detect_language(track[plan[0].start :], model)
+                # Whisper reads 30 s: send no more (the rest of a long file is hundreds of MB)
+                first = track[plan[0].start : plan[0].start + LANGUAGE_WINDOW]
+                detection = self.stages.detect_language(first, model)
                 return await self._within("language detection", detection, 0)
         return "en"
 

@@ -22,6 +22,7 @@ class FakeStages:
         self.diarized = 0
         self.separated = 0
         self.models: list[str] = []
+        self.language_samples: list[int] = []
 
     async def separate(self, audio):
         self.separated += 1
@@ -29,6 +30,7 @@ class FakeStages:
 
     async def detect_language(self, audio, model):
         self.models.append(model)
+        self.language_samples.append(audio.shape[0])
         return "de"
 
     async def transcribe(self, piece, options):
@@ -364,3 +366,10 @@ def test_a_diarized_job_reports_the_diarizer_once_transcription_is_done(long_spe
     assert stages.index("diarization") > max(
         i for i, s in enumerate(stages) if s == "transcription"
     )
+
+
+def test_language_detection_is_sent_30_s_not_the_rest_of_the_file(long_speech):
+    stages = FakeStages()
+    service = TranscriptionService(load_settings(), stages)
+    run(service.transcribe(long_speech, TranscriptionRequest(enable_speaker_diarization=False)))
+    assert stages.language_samples == [30 * SAMPLE_RATE]  # of a 90 s file

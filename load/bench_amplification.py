@@ -58,7 +58,7 @@ def served(port: int):
     config["http_options"].update(host="127.0.0.1", port=port)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=REPO, delete=False) as file:
         yaml.safe_dump(config, file)
-    env = dict(os.environ, RAY_ADDRESS="")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a cluster of its own
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "serve"), "run", file.name],
         cwd=REPO,
@@ -78,7 +78,8 @@ def served(port: int):
             time.sleep(1)
         yield base
     finally:
-        os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(60)
         subprocess.run(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import io
+import itertools
 from collections.abc import Callable
 
 import av
@@ -56,16 +57,24 @@ def _decode(
     # without a channel mask) crash its resampler.
     layout = "mono" if channels == 1 else "stereo"
     resampler = av.AudioResampler(format="flt", layout=layout, rate=SAMPLE_RATE)
-    buffer = io.BytesIO()  # grows in place; read back without a copy (no list + concatenate)
     total = 0
     try:
         with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise AudioDecodeError("the uploaded file has no audio stream", param="file")
-            for mixed in [*_mixed_frames(_frames(container), channels, layout), None]:
+            declared = container.duration / av.time_base if container.duration else None
+            if declared is not None and max_duration_s is not None:
+                declared = min(declared, max_duration_s)
+            sink = _Samples(
+                None if declared is None else (int(declared * SAMPLE_RATE) + SAMPLE_RATE) * channels
+            )
+            # a generator, not a list: the decoded frames are never all held at once
+            for mixed in itertools.chain(
+                _mixed_frames(_frames(container), channels, layout), [None]
+            ):
                 for out in resampler.resample(mixed):
                     samples = out.to_ndarray()  # packed flt: (1, n * channels)
-                    buffer.write(samples.tobytes())
+                    sink.write(samples.reshape(-1))
                     total += samples.shape[1] // channels
                     if on_decoded is not None:
                         on_decoded(total / SAMPLE_RATE)
@@ -84,10 +93,37 @@ def _decode(
         gc.collect()  # PyAV's resampler graphs are only freed by the collector (faster-whisper#390)
     if total == 0:
         raise AudioDecodeError("the uploaded file holds no audio samples", param="file")
-    audio = np.frombuffer(buffer.getbuffer(), dtype=np.float32).reshape(-1, channels).T
+    audio = sink.samples().reshape(-1, channels).T
     if channels > 1:
         audio = np.ascontiguousarray(audio)
     return np.clip(audio, -1.0, 1.0, out=audio)
+
+
+class _Samples:
+    """Decoded samples in one array allocated from the container's declared length (filled in
+    place: the signal is held once), else gathered in blocks and joined once at the end."""
+
+    def __init__(self, expected: int | None):
+        # np.empty maps pages lazily: an overstated length costs address space, not memory
+        self._array = np.empty(expected, np.float32) if expected else None
+        self._blocks: list[np.ndarray] = []
+        self.size = 0
+
+    def write(self, samples: np.ndarray) -> None:
+        end = self.size + samples.size
+        if self._array is not None and end <= self._array.size:
+            self._array[self.size : end] = samples
+        else:
+            if self._array is not None:  # the container understated its length
+                self._blocks.append(self._array[: self.size])
+                self._array = None
+            self._blocks.append(samples)
+        self.size = end
+
+    def samples(self) -> np.ndarray:
+        if self._array is not None:
+            return self._array[: self.size]
+        return np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
 
 
 def _mixed_frames(frames, channels: int, layout: str, block: int = 1 << 16):

@@ -185,7 +185,8 @@ class TranscriptionService:
         """Everything that can fail on bad input: validate, decode, separate, chunk.
 
         Streaming answers call this before sending headers, so bad input still gets a 4xx.
-        ``pieces_in_flight`` caps the pieces at the Transcriber at once (background jobs).
+        ``pieces_in_flight`` caps the pieces at the Transcriber at once (background jobs use
+        a smaller cap than the ``request_pieces_in_flight`` setting).
         """
         model = self.resolve_model(request.model)
         self.check_speaker_limits(request)
@@ -208,8 +209,11 @@ class TranscriptionService:
             raise
         prepared.release = reservation.release
         weakref.finalize(prepared, reservation.release)  # a stream that never started
-        if pieces_in_flight:
-            prepared.pieces_in_flight = asyncio.Semaphore(pieces_in_flight)
+        # a long upload's pieces go to the Transcriber a few at a time, not all at once:
+        # each one in flight is a copy in the object store and in the Transcriber's queue
+        prepared.pieces_in_flight = asyncio.Semaphore(
+            pieces_in_flight or self.settings.request_pieces_in_flight
+        )
         return prepared
 
     async def _prepare_admitted(

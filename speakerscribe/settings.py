@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     max_jobs: int = Field(
         64, ge=1, description="jobs kept at once (queued, running or finished but not expired)"
     )
+    request_pieces_in_flight: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="pieces of one upload at the Transcriber at a time: enough to fill its "
+        "batches, few enough that a long upload does not copy all of itself into the queue",
+    )
     job_pieces_in_flight: int = Field(
         8,
         ge=1,

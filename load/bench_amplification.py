@@ -56,7 +56,7 @@ def served(port: int):
     """``serve run`` of the CPU config on ``port``, in its own process group."""
     config = yaml.safe_load((REPO / "serve_config.cpu.yaml").read_text())
     config["http_options"].update(host="127.0.0.1", port=port)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=REPO, delete=False) as file:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
         yaml.safe_dump(config, file)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a cluster of its own
     process = subprocess.Popen(

@@ -736,11 +736,12 @@ class RealtimeTranscriptionSession:
                 "speaker diarization is not available on this server",
                 param=CONFIG_PARAMS["enable_speaker_diarization"],
             )
+        voices = None
         if (config.known_speaker_names, config.known_speaker_references) != (
             self.config.known_speaker_names,
             self.config.known_speaker_references,
         ):
-            self.speakers.enroll(await self._known_voices(config))
+            voices = await self._known_voices(config)
         self._model_id(config.model)  # an unknown model is refused now, not at the first decode
         if config.input_rate != self.config.input_rate:
             await self._feed(self._resampler.push(np.zeros(0, np.float32), last=True))
@@ -752,6 +753,8 @@ class RealtimeTranscriptionSession:
             self._turn.drop_speculation()
             if config.turn_detection is not None and not self._turn.heard_speech:
                 self._turn.start = None  # manual buffer without speech becomes pre-roll
+        if voices is not None:  # only once the whole update is known to be good
+            self.speakers.enroll(voices)
         self.config = config
         await self._send("session.updated", session=self._session_object())
 

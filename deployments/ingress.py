@@ -210,7 +210,9 @@ class SpeechIngress:
         self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file, settings.admin_api_keys)
         self.webhook_policy = WebhookPolicy(settings.webhook_allow)
         self._live_sessions = SessionCounter(settings.live_max_sessions_per_key)
-        self.stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
+        self.stages = HandleStages(
+            settings.model_id, separator, transcriber, diarizer, retries=settings.stage_retries
+        )
         self.service = TranscriptionService(settings, self.stages)
         self.job_runner = job_runner
         self.jobs = job_table(settings)

@@ -75,7 +75,9 @@ class JobRunner:
         start_heap_trimmer(settings.heap_trim_interval_s)
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         self.table = job_table(settings)
-        stages = HandleStages(settings.model_id, separator, transcriber, diarizer)
+        stages = HandleStages(
+            settings.model_id, separator, transcriber, diarizer, retries=settings.stage_retries
+        )
         self.service = TranscriptionService(settings, stages, queue_for_budget=True)
         self.running: dict[str, asyncio.Task] = {}
         secret = settings.webhook_secret

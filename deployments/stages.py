@@ -1,14 +1,20 @@
 """The model stages as the ingress and the job runner reach them: through DeploymentHandles."""
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import numpy as np
+from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
+from speakerscribe.serving import retry_lost_replica
 from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import Diarization, DiarizationOptions, Segment
 
 
 class HandleStages:
-    """``speakerscribe.serving.Stages`` over DeploymentHandles."""
+    """``speakerscribe.serving.Stages`` over DeploymentHandles; a call whose replica died is
+    sent again (``retries`` times), counted in ``speakerscribe_stage_retries_total``."""
 
     def __init__(
         self,
@@ -16,11 +22,23 @@ class HandleStages:
         separator: DeploymentHandle,
         transcriber: DeploymentHandle,
         diarizer: DeploymentHandle,
+        retries: int = 2,
     ):
         self.default_model = default_model
         self.separator = separator
         self.transcriber = transcriber
         self.diarizer = diarizer
+        self.retries = retries
+        self._retried = metrics.Counter(
+            "speakerscribe_stage_retries_total",
+            description="stage calls sent again because their replica died",
+            tag_keys=("stage",),
+        )
+
+    async def _call(self, stage: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await retry_lost_replica(
+            call, self.retries, on_retry=lambda: self._retried.inc(tags={"stage": stage})
+        )
 
     def _transcriber_for(self, model: str) -> DeploymentHandle:
         """Other models go through Serve multiplexing: routed to replicas that hold them."""
@@ -29,16 +47,20 @@ class HandleStages:
         return self.transcriber.options(multiplexed_model_id=model)
 
     async def separate(self, audio: np.ndarray) -> np.ndarray:
-        return await self.separator.separate.remote(audio)
+        return await self._call("separation", lambda: self.separator.separate.remote(audio))
 
     async def detect_language(self, audio: np.ndarray, model: str) -> str:
-        return await self._transcriber_for(model).detect_language.remote(audio, model)
+        handle = self._transcriber_for(model)
+        return await self._call(
+            "language detection", lambda: handle.detect_language.remote(audio, model)
+        )
 
     async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]:
-        return await self._transcriber_for(options.model).transcribe.remote(piece, options)
+        handle = self._transcriber_for(options.model)
+        return await self._call("transcription", lambda: handle.transcribe.remote(piece, options))
 
     async def diarize(self, audio: np.ndarray, options: DiarizationOptions) -> Diarization:
-        return await self.diarizer.diarize.remote(audio, options)
+        return await self._call("diarization", lambda: self.diarizer.diarize.remote(audio, options))
 
     async def embed(self, audio: np.ndarray) -> np.ndarray:
-        return await self.diarizer.embed.remote(audio)
+        return await self._call("embedding", lambda: self.diarizer.embed.remote(audio))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -527,3 +527,27 @@ def _is_lost_replica(error: BaseException) -> bool:
     """Ray's actor-death errors, recognised by name so this module stays free of Ray."""
     names = {cls.__name__ for cls in type(error).__mro__}
     return bool(names & {"RayActorError", "ActorDiedError", "ActorUnavailableError"})
+
+
+async def retry_lost_replica(
+    call: Callable[[], Awaitable[Any]],
+    retries: int,
+    backoff_s: float = 1.0,
+    on_retry: Callable[[], None] = lambda: None,
+) -> Any:
+    """Await ``call()``, again up to ``retries`` times when its replica died under it.
+
+    Every stage call is idempotent (a piece decoded twice gives the same words), so a call
+    lost with its replica is sent again: Serve routes it to another replica, or to the
+    restarted one. Bad input and other errors are raised at once; the caller's deadline
+    still bounds the whole.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return await call()
+        except Exception as error:
+            if attempt == retries or not _is_lost_replica(error):
+                raise
+            on_retry()
+            await asyncio.sleep(backoff_s * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     separation_device: Device = "auto"
 
     # --- deadlines ---
+    stage_retries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="times a stage call is sent again when its replica died under it (every "
+        "stage call is idempotent); the request's deadline still bounds the whole",
+    )
     stage_timeout_s: float = Field(
         300.0, gt=0, description="deadline of one stage of a request, plus the per-audio part"
     )

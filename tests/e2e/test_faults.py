@@ -61,8 +61,11 @@ def test_killed_transcriber_replica(app_named, testdata):
         time.sleep(1.0)  # requests are in flight
         ray.kill(replica, no_restart=False)
         outcomes = [f.result() for f in futures]
+    print("in flight when the Transcriber was killed:", sorted(s for s, _, _ in outcomes))
+    # the ingress sends a lost call again (stage_retries), and Serve restarts the replica well
+    # inside the request's deadline: nobody sees the kill (with stage_retries=0: 8 x 503)
     for status, seconds, headers in outcomes:
-        assert status == 200 or 500 <= status < 600, (status, headers)  # never a hang
+        assert status == 200, (status, headers)
         assert seconds < 120
     # Serves again within 30 s of the kill.
     deadline = time.time() + 30

@@ -373,3 +373,46 @@ def test_language_detection_is_sent_30_s_not_the_rest_of_the_file(long_speech):
     service = TranscriptionService(load_settings(), stages)
     run(service.transcribe(long_speech, TranscriptionRequest(enable_speaker_diarization=False)))
     assert stages.language_samples == [30 * SAMPLE_RATE]  # of a 90 s file
+
+
+class ActorDiedError(Exception):  # stands in for ray.exceptions.ActorDiedError
+    pass
+
+
+def test_a_call_whose_replica_died_is_sent_again_and_counted():
+    from speakerscribe.serving import retry_lost_replica
+
+    attempts, retried = [], []
+
+    async def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ActorDiedError("replica died")
+        return "words"
+
+    result = run(retry_lost_replica(flaky, 2, backoff_s=0.0, on_retry=lambda: retried.append(1)))
+    assert result == "words" and len(attempts) == 3 and len(retried) == 2
+
+
+def test_retries_are_bounded_and_bad_input_is_not_retried():
+    from speakerscribe.errors import AudioDecodeError
+    from speakerscribe.serving import retry_lost_replica
+
+    calls = []
+
+    async def dead():
+        calls.append(1)
+        raise ActorDiedError("gone")
+
+    with pytest.raises(ActorDiedError):
+        run(retry_lost_replica(dead, 1, backoff_s=0.0))
+    assert len(calls) == 2
+
+    async def bad():
+        calls.append(1)
+        raise AudioDecodeError("not audio")
+
+    calls.clear()
+    with pytest.raises(AudioDecodeError):
+        run(retry_lost_replica(bad, 3, backoff_s=0.0))
+    assert len(calls) == 1

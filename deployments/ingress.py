@@ -138,7 +138,7 @@ async def _sse(events):
             yield f"data: {json.dumps(event)}\n\n"
     except SpeechServerError as error:
         yield f"data: {json.dumps({'type': 'error', **error.to_openai()})}\n\n"
-    except Exception:
+    except Exception:  # the client must learn that the stream failed
         logger.exception("transcription stream failed")
         failure = ModelFailureError("transcription failed while streaming")
         yield f"data: {json.dumps({'type': 'error', **failure.to_openai()})}\n\n"

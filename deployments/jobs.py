@@ -102,7 +102,7 @@ class JobRunner:
                         break
                     job, audio = claimed
                     self.running[job["id"]] = asyncio.create_task(self._run(job, audio))
-            except Exception:
+            except Exception:  # the table restarts; keep polling
                 logger.exception("job table unreachable")
             await asyncio.sleep(POLL_S)
 
@@ -130,7 +130,7 @@ class JobRunner:
                     stopped = await self.table.heartbeat.remote(
                         job_id, self.runner_id, state["stage"], state["progress"]
                     )
-                except Exception:
+                except Exception:  # the table is restarting: keep working
                     logger.warning("job %s: heartbeat not delivered", job_id)
                     continue
                 if stopped and not work.done():
@@ -142,7 +142,7 @@ class JobRunner:
             status = "cancelled"
         except SpeechServerError as failure:
             error = failure
-        except Exception:
+        except Exception:  # stored as the job's error, the runner lives on
             logger.exception("job %s failed", job_id)
             error = ModelFailureError("the job failed while processing its audio")
         finally:

@@ -330,7 +330,7 @@ class _UnusedPLDA(PLDA):
     """``SpeakerDiarization.__init__`` always loads a PLDA (hub download by default),
     but only VBx clustering uses it; agglomerative clustering never calls this."""
 
-    def __init__(self):
+    def __init__(self):  # deliberately skips loading any file
         pass
 
     def __call__(self, embeddings):

@@ -98,6 +98,26 @@ def parse_chunking_strategy(value: Any) -> Any:
     raise ValueError("must be 'auto' or a server_vad object")
 
 
+def clean_speaker_names(names: list[str]) -> list[str]:
+    """Enrolled names, stripped; ValueError for a blank or repeated one (uploads and live)."""
+    names = [name.strip() for name in names]
+    if any(not name for name in names):
+        raise ValueError("speaker names must not be empty")
+    if len(set(names)) != len(names):
+        raise ValueError("speaker names must be unique")
+    return names
+
+
+def speaker_pairs_mismatch(names: list[str], references: list[str]) -> str | None:
+    """What is wrong when names and reference clips do not pair up one-to-one."""
+    if len(names) == len(references):
+        return None
+    return (
+        f"known_speaker_names has {len(names)} entries but known_speaker_references "
+        f"has {len(references)}; give one reference per name"
+    )
+
+
 class TranscriptionRequest(BaseModel):
     """The form of ``POST /v1/audio/transcriptions`` minus the file."""
 
@@ -135,22 +155,13 @@ class TranscriptionRequest(BaseModel):
     @field_validator("known_speaker_names")
     @classmethod
     def _speaker_names(cls, names: list[str]) -> list[str]:
-        names = [name.strip() for name in names]
-        if any(not name for name in names):
-            raise ValueError("speaker names must not be empty")
-        if len(set(names)) != len(names):
-            raise ValueError("speaker names must be unique")
-        return names
+        return clean_speaker_names(names)
 
     @model_validator(mode="after")
     def _known_speakers_pair_up(self) -> TranscriptionRequest:
-        names, references = self.known_speaker_names, self.known_speaker_references
-        if len(names) != len(references):
-            raise InvalidRequestError(
-                f"known_speaker_names has {len(names)} entries but known_speaker_references "
-                f"has {len(references)}; give one reference per name",
-                param="known_speaker_references",
-            )
+        mismatch = speaker_pairs_mismatch(self.known_speaker_names, self.known_speaker_references)
+        if mismatch:
+            raise InvalidRequestError(mismatch, param="known_speaker_references")
         return self
 
     @model_validator(mode="after")

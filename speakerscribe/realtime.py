@@ -38,7 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from speakerscribe.alignment import letter_label
 from speakerscribe.errors import SpeechServerError
-from speakerscribe.protocol import blank_is_none, known_language
+from speakerscribe.protocol import (
+    blank_is_none,
+    clean_speaker_names,
+    known_language,
+    speaker_pairs_mismatch,
+)
 from speakerscribe.scoring import normalize_text
 from speakerscribe.speakers import decode_reference
 from speakerscribe.transcription import DecodeOptions
@@ -760,21 +765,17 @@ class RealtimeTranscriptionSession:
 
     async def _known_voices(self, config: RealtimeSessionConfig) -> dict[str, np.ndarray]:
         """Each enrolled name → its reference's voice embedding (errors name the field)."""
-        names, references = config.known_speaker_names, config.known_speaker_references
-        if len(names) != len(references):
-            raise ClientEventError(
-                f"known_speaker_names has {len(names)} entries but known_speaker_references "
-                f"has {len(references)}; give one reference per name",
-                param=CONFIG_PARAMS["known_speaker_references"],
-            )
+        references = config.known_speaker_references
+        try:
+            names = clean_speaker_names(config.known_speaker_names)
+        except ValueError as error:
+            raise ClientEventError(str(error), param=CONFIG_PARAMS["known_speaker_names"]) from None
+        mismatch = speaker_pairs_mismatch(names, references)
+        if mismatch:
+            raise ClientEventError(mismatch, param=CONFIG_PARAMS["known_speaker_references"])
         if len(names) > self.max_known_speakers:
             raise ClientEventError(
                 f"at most {self.max_known_speakers} known speakers per session",
-                param=CONFIG_PARAMS["known_speaker_names"],
-            )
-        if len(set(names)) != len(names) or not all(n.strip() for n in names):
-            raise ClientEventError(
-                "known_speaker_names must be distinct and not blank",
                 param=CONFIG_PARAMS["known_speaker_names"],
             )
         assert self._embed is not None  # checked with enable_speaker_diarization
@@ -792,7 +793,7 @@ class RealtimeTranscriptionSession:
                     f"no voice found in known_speaker_references[{index}]",
                     param=f"session.known_speaker_references[{index}]",
                 )
-            voices[name.strip()] = embedding
+            voices[name] = embedding
         return voices
 
     async def _append_bytes(self, data: bytes) -> None:
@@ -1020,7 +1021,7 @@ class RealtimeTranscriptionSession:
             # finished one: it spaces the next partials and holds back early final decodes
             self._last_partial_s = max(self._last_partial_s, time.monotonic() - started)
             raise
-        except Exception:
+        except Exception:  # a partial is best effort; the final reports failures
             logger.warning("partial decode failed", exc_info=True)
             return
         if turn is not self._turn:
@@ -1060,7 +1061,7 @@ class RealtimeTranscriptionSession:
                         decoded = speculation.result()  # its failure is the final's
                 if decoded is None:
                     decoded = await self._decode_final(utterance.audio, utterance.diarize)
-            except Exception as error:
+            except Exception as error:  # reported to the client as .failed
                 logger.warning("final transcription failed", exc_info=True)
                 failure = error
             if previous is not None:
@@ -1070,7 +1071,7 @@ class RealtimeTranscriptionSession:
             else:
                 assert decoded is not None  # no failure: one of the decodes gave it
                 await self._send_final(utterance, decoded)
-        except Exception:
+        except Exception:  # e.g. the client went away while we sent
             logger.warning("could not send the final transcript", exc_info=True)
         finally:
             self._final_slots.release()

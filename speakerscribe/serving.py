@@ -9,6 +9,7 @@ event loop keeps serving other requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -488,15 +489,10 @@ class TranscriptionService:
     async def _transcribe_piece(
         self, audio: np.ndarray, piece: Piece, prepared: PreparedAudio
     ) -> list[Segment]:
-        if prepared.pieces_in_flight is None:
+        async with prepared.pieces_in_flight or contextlib.nullcontext():
             segments = await self.stages.transcribe(
                 audio[piece.start : piece.end], prepared.options
             )
-        else:
-            async with prepared.pieces_in_flight:
-                segments = await self.stages.transcribe(
-                    audio[piece.start : piece.end], prepared.options
-                )
         prepared.piece_done(piece)
         return segments
 

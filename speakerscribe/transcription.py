@@ -208,7 +208,7 @@ class BatchTranscriber:
             if self.pack_short_pieces and len(pieces) > 1:
                 return self._transcribe_packed(pieces, options)
             return self._transcribe_split(pieces, options)
-        except Exception:
+        except Exception:  # isolate the failing piece below
             if len(pieces) == 1:
                 logger.exception("Whisper failed on a piece")
                 return [ModelFailureError("transcription failed for this audio")]

@@ -153,7 +153,7 @@ def test_a_cancelled_job_stops_using_the_transcriber(server, twenty_minutes):
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):
+    def do_POST(self):  # http.server's naming
         body = self.rfile.read(int(self.headers["content-length"]))
         _Hook.received.append(json.loads(body))
         self.send_response(204)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from typing import Literal
 
 import ctranslate2
 import numpy as np
-from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import (
@@ -33,7 +34,7 @@ from faster_whisper.transcribe import (
 from speakerscribe.devices import whisper_device
 from speakerscribe.embedded import whisper_tiny_en_path
 from speakerscribe.errors import InvalidRequestError, ModelFailureError, ModelNotFoundError
-from speakerscribe.packing import assemble, plan_windows, unpack
+from speakerscribe.packing import WINDOW_S, assemble, plan_windows, unpack
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,6 @@ class BatchTranscriber:
         self._pool = (
             ThreadPoolExecutor(self.workers, "whisper-worker") if self.workers > 1 else None
         )
-        self._pipeline = BatchedInferencePipeline(model)
         self.is_multilingual = bool(model.model.is_multilingual)
 
     def detect_language(self, audio: np.ndarray) -> tuple[str, float]:
@@ -283,6 +283,8 @@ class BatchTranscriber:
         meeting audio) and sequential faster-whisper then seeks to that timestamp and
         decodes again. A single batched pass would drop the rest of the piece, so the
         unfinished tails are decoded again, batched together, up to ``MAX_PASSES`` times.
+        A tail's first segment is dropped when it reads again the words that end the text
+        before it (``_reread``).
         """
         language = options.language or ("en" if not self.is_multilingual else None)
         if language is None:
@@ -306,7 +308,8 @@ class BatchTranscriber:
                 offset = begin / SAMPLE_RATE
                 for segment in segments:
                     _shift_segment(segment, offset)
-                found[index].extend(segments)
+                reread = bool(segments and found[index] and _reread(found[index], segments[0]))
+                found[index].extend(segments[1:] if reread else segments)
                 following = begin + int(round(seek_s * SAMPLE_RATE))
                 left = pieces[index].shape[0] - following
                 if segments and following > begin and left >= MIN_TAIL_S * SAMPLE_RATE:
@@ -328,9 +331,7 @@ class BatchTranscriber:
         features = np.stack(
             [pad_or_trim(self.model.feature_extractor(window)[..., :-1]) for window in windows]
         )
-        encoder_output, outputs = self._pipeline.generate_segment_batched(
-            features, tokenizer, fw_options
-        )
+        encoder_output, outputs = self._generate(features, tokenizer, fw_options)
         frames_per_second = self.model.frames_per_second
         decoded = []
         for index, (window, output) in enumerate(zip(windows, outputs, strict=True)):
@@ -372,6 +373,56 @@ class BatchTranscriber:
                 )
             decoded.append((segments, seek / frames_per_second))
         return decoded
+
+    def _generate(
+        self, features: np.ndarray, tokenizer: Tokenizer, fw_options: TranscriptionOptions
+    ) -> tuple[ctranslate2.StorageView, list[dict]]:
+        """``BatchedInferencePipeline.generate_segment_batched``, passing ``max_initial_timestamp``.
+
+        That one leaves CTranslate2's default, Whisper's rule that the first timestamp
+        falls within 1 s: right for windows that start at speech (its VAD chunks), not
+        for our pieces, which start in a pause (the first at 0 s). Forced to start there,
+        beam search on sample.wav (speech from 6.7 s) settles on a text in lower case
+        without punctuation; left free, it writes sentences.
+        """
+        prompt = self.model.get_prompt(
+            tokenizer,
+            previous_tokens=(
+                tokenizer.encode(fw_options.initial_prompt) if fw_options.initial_prompt else []
+            ),
+            without_timestamps=fw_options.without_timestamps,
+        )
+        encoder_output = self.model.encode(features)
+        results = self.model.model.generate(
+            encoder_output,
+            [list(prompt) for _ in range(features.shape[0])],
+            beam_size=fw_options.beam_size,
+            patience=fw_options.patience,
+            length_penalty=fw_options.length_penalty,
+            max_length=self.model.max_length,
+            suppress_blank=fw_options.suppress_blank,
+            suppress_tokens=fw_options.suppress_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+            sampling_temperature=fw_options.temperatures[0],
+            repetition_penalty=fw_options.repetition_penalty,
+            no_repeat_ngram_size=fw_options.no_repeat_ngram_size,
+            max_initial_timestamp_index=int(
+                round(fw_options.max_initial_timestamp / self.model.time_precision)
+            ),
+        )
+        outputs = []
+        for result in results:
+            length = len(result.sequences_ids[0])
+            cumulative = result.scores[0] * length**fw_options.length_penalty
+            outputs.append(
+                dict(
+                    avg_logprob=cumulative / (length + 1),
+                    no_speech_prob=result.no_speech_prob,
+                    tokens=result.sequences_ids[0],
+                )
+            )
+        return encoder_output, outputs
 
     def _add_logprobs(
         self,
@@ -421,7 +472,7 @@ class BatchTranscriber:
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
             without_timestamps=False,
-            max_initial_timestamp=1.0,
+            max_initial_timestamp=WINDOW_S,  # a piece's speech may start late: see _generate
             word_timestamps=options.word_timestamps,
             prepend_punctuations="\"'“¿([{-",
             append_punctuations="\"'.。,，!！?？:：”)]}、",
@@ -475,6 +526,22 @@ class BatchTranscriber:
                 )
             )
         return segments
+
+
+def _reread(before: list[Segment], segment: Segment) -> bool:
+    """``segment`` repeats the last words of ``before``, over audio they already cover.
+
+    Whisper's stop is a timestamp, often on a whole second with tiny.en: on sample.wav it
+    stopped at "… New Jersey now.<|29.00|>" (the last word ends at 29.88 s), and the tail
+    from 29 s read "New Jersey now." again.
+    """
+    words = _plain_words(segment.text)
+    said = _plain_words(" ".join(s.text for s in before))
+    return bool(words) and said[-len(words) :] == words and segment.start <= before[-1].end
+
+
+def _plain_words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
 
 
 def _shift_segment(segment: Segment, offset: float) -> None:

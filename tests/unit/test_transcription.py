@@ -6,7 +6,7 @@ import pytest
 
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
-from speakerscribe.scoring import word_error_rate
+from speakerscribe.scoring import read_stm_text, word_error_rate
 from speakerscribe.transcription import (
     BatchTranscriber,
     DecodeOptions,
@@ -50,6 +50,55 @@ def test_jfk_text_and_word_times(transcriber, pieces, testdata):
     assert word_error_rate((testdata / "faster-whisper/jfk.txt").read_text(), text) <= 0.05
     words = [w for s in result.segments for w in s.words]
     assert all(0 <= w.start <= w.end <= 11.0 for w in words)
+
+
+def test_sample_wav_reads_in_sentences(transcriber, pieces, testdata):
+    """sample.wav is one 30 s piece whose speech starts at 6.7 s. Held to Whisper's rule
+    of a first timestamp within 1 s, beam search wrote "hello hello hello I didn't know
+    you were there I need to design …": lower case, no punctuation."""
+    (result,) = transcriber.transcribe([pieces[1]], DecodeOptions(language="en"))
+    text = "".join(s.text for s in result.segments).strip()
+    assert text.startswith("Hello"), text
+    assert text.count(".") + text.count("?") >= 8, text
+    assert "I didn't know you were there." in text and "New Jersey" in text, text
+    reference = read_stm_text(testdata / "pyannote/sample.stm")
+    assert word_error_rate(reference, text) <= 0.2, text
+    words = [w for s in result.segments for w in s.words]
+    assert words and 6.0 <= words[0].start and all(w.start <= w.end <= 30.0 for w in words)
+    starts = [w.start for w in words]
+    assert starts == sorted(starts)  # the tail from 29 s did not read "New Jersey now." again
+
+
+def test_a_tail_that_reads_the_last_words_again_is_dropped():
+    from speakerscribe.transcription import _reread
+    from speakerscribe.types import Segment
+
+    before = [
+        Segment(0, 0, 24.1, 27.5, " At least."),
+        Segment(1, 0, 27.8, 29.9, " In New Jersey now."),
+    ]
+    assert _reread(before, Segment(0, 0, 29.0, 29.9, " New Jersey now."))
+    assert _reread(before, Segment(0, 0, 29.0, 29.9, " new jersey, now"))
+    assert not _reread(before, Segment(0, 0, 30.5, 31.4, " New Jersey now."))  # said again, later
+    assert not _reread(before, Segment(0, 0, 29.0, 29.9, " We couldn't."))
+
+
+def test_the_first_timestamp_may_fall_anywhere_in_the_window(transcriber, pieces, monkeypatch):
+    """Pieces start in a pause, so the first timestamp is not held to the first second."""
+    calls = []
+    model = transcriber.model.model
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+        def generate(self, *args, **kwargs):
+            calls.append(kwargs)
+            return model.generate(*args, **kwargs)
+
+    monkeypatch.setattr(transcriber.model, "model", Recording())
+    transcriber.transcribe([pieces[2]], DecodeOptions(language="en", beam_size=1))
+    assert calls and all(c["max_initial_timestamp_index"] == 1500 for c in calls)  # 30 s
 
 
 def test_a_failing_piece_fails_alone(transcriber, pieces):

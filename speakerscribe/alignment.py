@@ -1,35 +1,71 @@
 """Words to speakers: who said each word, and segments split where the speaker changes.
 
-Each word takes the speaker whose turns overlap it most (the nearest turn when none
-overlaps, e.g. a word the diarizer heard as silence). Segments are then re-cut at
-every change of speaker, and labels become A, B, C… in order of first appearance,
-as OpenAI's diarizing model names them.
+Each word takes the speaker whose turns overlap it most. Where two speakers both cover
+a word and one of them only interjects (a "yeah" or "mm-hmm" over the other's long
+turn), the word goes to the interjection, since the long turn covers it only because it
+spans the whole exchange. A word no turn overlaps (the diarizer heard silence) takes the
+nearest turn. Segments are then re-cut at every change of speaker, and labels become
+A, B, C… in order of first appearance, as OpenAI's diarizing model names them.
 """
 
 from __future__ import annotations
 
-import bisect
 import string
-from collections import defaultdict
-from collections.abc import Set
+from collections.abc import Iterable, Set
 
 from speakerscribe.types import Segment, SpeakerTurn, Word
 
+COVERED_FRACTION = 0.5
+"""A speaker counts as talking over a word when their turns cover this share of it."""
+
+BACKCHANNEL_MAX_S = 1.5
+"""Turns up to this long can be interjections ("yeah", "okay"), not a speaker's own talk."""
+
+BACKCHANNEL_RATIO = 3.0
+"""The other speaker's turn must be this many times longer, so ordinary overlapping turns
+are settled by overlap alone."""
+
 
 def speaker_for_span(start: float, end: float, turns: list[SpeakerTurn]) -> str | None:
-    """The speaker with the most overlap with ``[start, end]``, else the nearest turn's."""
-    if not turns:
-        return None
-    overlap: dict[str, float] = defaultdict(float)
-    for turn in turns:
-        shared = min(end, turn.end) - max(start, turn.start)
-        if shared > 0:
-            overlap[turn.speaker] += shared
-    if overlap:
-        return max(overlap.items(), key=lambda item: item[1])[0]
+    """Who said ``[start, end]``: the rules of ``_pick`` over every turn (one span; a
+    whole transcript goes through ``assign_speakers``, which looks only at nearby turns)."""
+    return _pick(start, end, turns, turns)
+
+
+def _pick(
+    start: float, end: float, touching: Iterable[SpeakerTurn], nearby: Iterable[SpeakerTurn]
+) -> str | None:
+    """The speaker of a span from the turns that touch it, else from the nearest of
+    ``nearby``; the backchannel exception applies only when two speakers cover it."""
+    length = end - start
+    covered: dict[str, float] = {}  # speaker → share of the span their turns cover
+    own: dict[str, float] = {}  # speaker → length of their turn sharing most with the span
+    best: dict[str, float] = {}
+    for turn in touching:
+        if length > 0:
+            share = (min(end, turn.end) - max(start, turn.start)) / length
+            if share <= 0:
+                continue
+        elif turn.start <= start <= turn.end:
+            share = 1.0  # a zero-length word (Whisper gives short words those) inside it
+        else:
+            continue
+        covered[turn.speaker] = covered.get(turn.speaker, 0.0) + share
+        if share > best.get(turn.speaker, -1.0):
+            best[turn.speaker] = share
+            own[turn.speaker] = turn.end - turn.start
+    if covered:
+        talking = [s for s, share in covered.items() if share >= COVERED_FRACTION]
+        if len(talking) > 1:
+            short = min(talking, key=own.__getitem__)
+            if own[short] <= BACKCHANNEL_MAX_S and all(
+                own[s] >= BACKCHANNEL_RATIO * own[short] for s in talking if s != short
+            ):
+                return short
+        return max(covered, key=covered.__getitem__)
     middle = (start + end) / 2
-    nearest = min(turns, key=lambda t: _distance(middle, t))
-    return nearest.speaker
+    nearest = min(nearby, key=lambda t: _distance(middle, t), default=None)
+    return None if nearest is None else nearest.speaker
 
 
 def _distance(t: float, turn: SpeakerTurn) -> float:
@@ -38,36 +74,56 @@ def _distance(t: float, turn: SpeakerTurn) -> float:
     return min(abs(turn.start - t), abs(turn.end - t))
 
 
-class _TurnIndex:
-    """Turns sorted by start, so a word looks only at turns that can reach it."""
+class _TurnSweep:
+    """Turns sorted by start, walked once as spans come in order of start: each span sees
+    only the turns touching it plus the nearest on either side, so long files stay linear
+    (a window sized by the longest turn would make one long turn scan everything)."""
 
     def __init__(self, turns: list[SpeakerTurn]):
-        self.turns = sorted(turns, key=lambda t: t.start)
-        self.starts = [t.start for t in self.turns]
-        self.longest = max((t.end - t.start for t in self.turns), default=0.0)
+        self.turns = sorted(turns, key=lambda t: (t.start, t.end))
+        self.next = 0  # first turn not yet started by the latest span's end
+        self.active: list[SpeakerTurn] = []  # started, not ended before the latest span
+        self.last: SpeakerTurn | None = None  # of the turns ended, the one ending latest
+        self.previous_start = float("-inf")
 
-    def near(self, start: float, end: float, margin: float = 5.0) -> list[SpeakerTurn]:
-        lo = bisect.bisect_left(self.starts, start - self.longest - margin)
-        hi = bisect.bisect_right(self.starts, end + margin)
-        return self.turns[lo:hi] or self.turns
+    def around(self, start: float, end: float) -> tuple[list[SpeakerTurn], list[SpeakerTurn]]:
+        """(turns touching ``[start, end]``, those plus the nearest before and after)."""
+        if start < self.previous_start:
+            raise ValueError("spans must come in order of start")
+        self.previous_start = start
+        while self.next < len(self.turns) and self.turns[self.next].start <= end:
+            self.active.append(self.turns[self.next])
+            self.next += 1
+        kept: list[SpeakerTurn] = []
+        for turn in self.active:
+            if turn.end >= start:
+                kept.append(turn)
+            elif self.last is None or turn.end > self.last.end:
+                self.last = turn
+        self.active = kept
+        nearby = ([self.last] if self.last is not None else []) + kept
+        if self.next < len(self.turns):
+            nearby.append(self.turns[self.next])
+        return kept, nearby
 
 
 def assign_speakers(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
     """Set ``speaker`` on every word (and on word-less segments) in place."""
     if not turns:
         return
-    index = _TurnIndex(turns)
+    spans: list[Word | Segment] = []
     for segment in segments:
-        for word in segment.words:
-            word.speaker = speaker_for_span(word.start, word.end, index.near(word.start, word.end))
-        if not segment.words:
-            segment.speaker = speaker_for_span(
-                segment.start, segment.end, index.near(segment.start, segment.end)
-            )
+        spans.extend(segment.words or [segment])
+    spans.sort(key=lambda s: s.start)  # stable: equal starts keep transcript order
+    sweep = _TurnSweep(turns)
+    for span in spans:
+        touching, nearby = sweep.around(span.start, span.end)
+        span.speaker = _pick(span.start, span.end, touching, nearby)
 
 
 def split_at_speaker_changes(segments: list[Segment]) -> list[Segment]:
-    """One segment per run of words by the same speaker; ids renumbered."""
+    """One segment per run of words by the same speaker (a one-word backchannel is a run
+    of its own); ids renumbered."""
     result: list[Segment] = []
     for segment in segments:
         if not segment.words:
@@ -100,6 +156,7 @@ def split_at_speaker_changes(segments: list[Segment]) -> list[Segment]:
                     words=run,
                     speaker=run[0].speaker,
                     logprobs=segment.logprobs if run is runs[0] else [],
+                    overlap=any(w.overlap for w in run),
                 )
             )
     for number, segment in enumerate(result):

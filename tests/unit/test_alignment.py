@@ -1,8 +1,10 @@
-"""Words to speakers: most overlap wins, nearest turn otherwise, segments split at changes."""
+"""Words to speakers: most overlap wins, backchannels keep their speaker, nearest turn
+otherwise, segments split at changes."""
 
 from __future__ import annotations
 
 from speakerscribe.alignment import (
+    assign_speakers,
     attribute_speakers,
     letter_label,
     merge_channels,
@@ -64,3 +66,128 @@ def test_merge_channels_interleaves():
         (" r1", "B", 1),
         (" l2", "A", 2),
     ]
+
+
+def _segment(words: list[Word], tokens: list[int] | None = None) -> Segment:
+    text = "".join(w.word for w in words)
+    return Segment(0, 0, words[0].start, words[-1].end, text, tokens=tokens or [], words=words)
+
+
+def test_overlapped_word_goes_to_most_overlap_when_neither_turn_is_a_backchannel():
+    turns = [SpeakerTurn(0.0, 5.0, "spk_a"), SpeakerTurn(4.0, 9.0, "spk_b")]
+    assert speaker_for_span(3.8, 4.6, turns) == "spk_a"  # both cover ≥ 50 %: 0.8 vs 0.6 s
+    assert speaker_for_span(4.5, 5.1, turns) == "spk_b"  # 0.5 vs 0.6 s
+    # a short turn that is not much shorter than the other is no backchannel
+    close = [SpeakerTurn(0.0, 2.0, "spk_a"), SpeakerTurn(1.0, 2.2, "spk_b")]
+    assert speaker_for_span(1.0, 1.6, close) == "spk_a"  # 2.0 s < 3 × 1.2 s: tie → first
+
+
+def test_backchannel_keeps_its_speaker_and_becomes_its_own_segment():
+    turns = [SpeakerTurn(0.0, 10.0, "spk_a"), SpeakerTurn(4.0, 4.5, "spk_b")]
+    words = [
+        Word(" so", 3.0, 3.3),
+        Word(" then", 3.4, 3.9),
+        Word(" yeah", 4.05, 4.4),  # covered wholly by both: B's 0.5 s turn wins
+        Word(" we", 4.45, 4.8),  # B covers only 0.05 of 0.35 s: stays A
+        Word(" left.", 4.9, 5.4),
+    ]
+    result = attribute_speakers([_segment(words, tokens=[7, 8, 9])], turns)
+    assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
+        ("A", " so then", 3.0, 3.9),
+        ("B", " yeah", 4.05, 4.4),
+        ("A", " we left.", 4.45, 5.4),
+    ]
+    assert [[w.word for w in s.words] for s in result] == [
+        [" so", " then"],
+        [" yeah"],
+        [" we", " left."],
+    ]
+    assert [s.id for s in result] == [0, 1, 2]
+    assert all(s.tokens == [] for s in result)
+
+
+def test_zero_length_backchannel_word_keeps_its_speaker():
+    turns = [SpeakerTurn(0.0, 10.0, "spk_a"), SpeakerTurn(4.0, 4.6, "spk_b")]
+    assert speaker_for_span(4.3, 4.3, turns) == "spk_b"
+    assert speaker_for_span(6.0, 6.0, turns) == "spk_a"
+
+
+def test_long_overlapping_turn_is_no_backchannel():
+    turns = [SpeakerTurn(0.0, 10.0, "spk_a"), SpeakerTurn(4.0, 6.0, "spk_b")]  # 2 s > 1.5 s
+    assert speaker_for_span(4.5, 4.9, turns) == "spk_a"  # equal overlap: the first turn
+
+
+def test_turn_change_inside_a_segment_splits_there():
+    turns = [SpeakerTurn(0.0, 2.05, "spk_a"), SpeakerTurn(2.05, 5.0, "spk_b")]
+    words = [
+        Word(" are", 0.5, 0.8),
+        Word(" you", 0.9, 1.2),
+        Word(" done?", 1.3, 2.0),
+        Word(" Almost", 2.1, 2.6),
+        Word(" there.", 2.7, 3.1),
+    ]
+    segment = _segment(words, tokens=[1, 2, 3])
+    segment.logprobs = [(" are", -0.1)]
+    result = attribute_speakers([segment], turns)
+    assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
+        ("A", " are you done?", 0.5, 2.0),
+        ("B", " Almost there.", 2.1, 3.1),
+    ]
+    assert [s.logprobs for s in result] == [[(" are", -0.1)], []]
+
+
+def test_gap_word_takes_the_nearer_turn():
+    turns = [SpeakerTurn(0.0, 2.0, "spk_a"), SpeakerTurn(4.0, 6.0, "spk_b")]
+    assert speaker_for_span(2.2, 2.6, turns) == "spk_a"  # 0.4 s after A, 1.6 s before B
+    assert speaker_for_span(3.4, 3.8, turns) == "spk_b"
+    words = [Word(" um", 2.2, 2.6), Word(" right", 3.4, 3.8)]
+    result = attribute_speakers([_segment(words)], turns)
+    assert [(s.speaker, s.text) for s in result] == [("A", " um"), ("B", " right")]
+
+
+def test_gap_far_from_every_turn_still_finds_the_nearest():
+    turns = [SpeakerTurn(0.0, 1.0, "spk_a"), SpeakerTurn(100.0, 101.0, "spk_b")]
+    words = [Word(" a", 30.0, 30.2), Word(" b", 80.0, 80.2)]
+    result = attribute_speakers([_segment(words)], turns)
+    assert [s.speaker for s in result] == ["A", "B"]
+
+
+def test_assignment_looks_only_at_nearby_turns(monkeypatch):
+    from speakerscribe import alignment
+
+    # 5k short turns alternating B/C, all inside one long turn of A (the case a window sized
+    # by the longest turn makes quadratic), and 20k words, four per short turn
+    turns = [SpeakerTurn(0.0, 10_000.0, "spk_a")]
+    turns += [SpeakerTurn(2.0 * i, 2.0 * i + 1.0, f"spk_{'bc'[i % 2]}") for i in range(5_000)]
+    segments = []
+    for i in range(5_000):
+        base = 2.0 * i
+        words = [Word(" w", base + 0.25 * k, base + 0.25 * k + 0.2) for k in range(4)]
+        words[0] = Word(" yeah", base + 0.1, base + 0.3)
+        segments.append(_segment(words))
+    examined = 0
+    real_pick = alignment._pick
+
+    def counting_pick(start, end, touching, nearby):
+        nonlocal examined
+        touching, nearby = list(touching), list(nearby)
+        examined += len(touching) + len(nearby)
+        return real_pick(start, end, touching, nearby)
+
+    monkeypatch.setattr(alignment, "_pick", counting_pick)
+    alignment.assign_speakers(segments, list(reversed(turns)))  # any order in, sorted inside
+    n_words = sum(len(s.words) for s in segments)
+    assert n_words == 20_000
+    assert examined <= 8 * n_words  # a few turns per word, not thousands
+    # inside the short turns (1 s ≤ 1.5 s, A's turn ≥ 3× as long) the short speaker wins
+    assert segments[0].words[0].speaker == "spk_b"
+    assert segments[1].words[0].speaker == "spk_c"
+    assert all(w.speaker == "spk_b" for w in segments[10].words)
+
+
+def test_spans_out_of_order_are_still_assigned():
+    turns = [SpeakerTurn(0.0, 2.0, "spk_a"), SpeakerTurn(2.0, 4.0, "spk_b")]
+    late = _segment([Word(" later", 3.0, 3.5)])
+    early = _segment([Word(" first", 0.5, 1.0)])
+    assign_speakers([late, early], turns)
+    assert (late.words[0].speaker, early.words[0].speaker) == ("spk_b", "spk_a")

@@ -12,7 +12,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 LINTED := speakerscribe deployments pipeline_graph.py
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install models preflight serve test test-unit test-e2e lint format lock bench clean
+.PHONY: install models preflight serve test test-unit test-e2e test-cluster lint format lock bench clean
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -44,6 +44,12 @@ test-unit: install
 
 test-e2e: install
 	$(PY) -m pytest tests/e2e
+
+# A local two-node Ray cluster (head + worker, 4 CPUs and 2 logical GPUs each, own temp dir
+# and ports) running serve_config.yaml with bundled models: autoscaling, fractional GPUs,
+# replica and node loss. Not part of `make test`.
+test-cluster: install
+	$(PY) -m pytest tests/cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

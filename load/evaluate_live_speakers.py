@@ -1,26 +1,28 @@
-"""Live speaker labels against the references, for the turn policies of a live session.
+"""Live speaker labels against the references: speakers found and DER per file.
 
-Streams pyannote's sample.wav (a two-speaker call, ``sample.rttm``) and the longer
-conversation of MANIFEST.md (sample.wav, dev00.wav, dev01.wav back to back, references
-from ``sample.rttm`` and ``debug.development.rttm`` shifted) through an in-process
-``RealtimeTranscriptionSession`` with the embedded Whisper and speaker encoder, as fast as
-it takes the frames, once per policy:
+Streams pyannote's sample.wav (a two-speaker call, ``sample.rttm``), dev00.wav and
+dev01.wav (two AMI speakers, ``debug.development.rttm`` within
+``debug.development.uem``), and the three back to back as one conversation (four
+people: MEE009 and MEE012 speak in both dev files), through an in-process
+``RealtimeTranscriptionSession`` with the embedded Whisper and the bundled diarizer's
+speaker embedding (``diarizer.embed``, what the Diarizer deployment serves live
+sessions). Frames go in as fast as the session takes them, or at real time with
+``--realtime``.
 
-- ``long_turn_s``: past this, a 250 ms pause ends a turn (30: only the 500 ms pause does);
-- ``turn_pause_s``: a pause between words that also splits a sentence for labelling
-  (99: only sentence ends do).
+It prints, per stream: items, speakers found / in the reference, and the DER of the
+``.segment`` events (pyannote.metrics, collar 0, overlap scored; uncovered speech counts
+as missed).
 
-It prints, per policy and stream: items, the longest item, speakers found, and the DER of
-the ``.segment`` events (collar 0, overlap scored; uncovered speech counts as missed).
-
-    python load/evaluate_live_speakers.py
+    python load/evaluate_live_speakers.py [--realtime]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -36,31 +38,61 @@ from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.scoring import diarization_error_rate, read_rttm  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
 
-POLICIES = [(30.0, 99.0), (30.0, 0.3), (6.0, 99.0), (6.0, 0.3)]
-STREAMS = {"sample": ["sample"], "conversation": ["sample", "dev00", "dev01"]}
+STREAMS = {
+    "sample": ["sample"],
+    "dev00": ["dev00"],
+    "dev01": ["dev01"],
+    "conversation": ["sample", "dev00", "dev01"],
+}
+FRAME_S = 0.1
+"""OpenAI clients send 24 kHz PCM16 in frames of about 100 ms."""
 
 
-def stream_of(names: list[str]) -> tuple[np.ndarray, list[SpeakerTurn]]:
+def read_uem(path: Path) -> dict[str, tuple[float, float]]:
+    regions = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            regions[parts[0]] = (float(parts[2]), float(parts[3]))
+    return regions
+
+
+def stream_of(names: list[str]) -> tuple[np.ndarray, list[SpeakerTurn], list[tuple[float, float]]]:
+    """The files back to back, their reference turns shifted, the scored regions."""
     data = testdata_dir() / "pyannote"
-    audio, turns, offset = [], [], 0.0
+    uem = read_uem(data / "debug.development.uem")
+    audio, turns, regions, offset = [], [], [], 0.0
     for name in names:
         clip = decode_audio_bytes((data / f"{name}.wav").read_bytes())
+        duration = clip.shape[0] / SAMPLE_RATE
         rttm = data / ("sample.rttm" if name == "sample" else "debug.development.rttm")
         for turn in read_rttm(rttm, name)[name]:
-            turns.append(
-                SpeakerTurn(offset + turn.start, offset + turn.end, f"{name}:{turn.speaker}")
-            )
+            turns.append(SpeakerTurn(offset + turn.start, offset + turn.end, turn.speaker))
+        start, end = uem.get(name, (0.0, duration))
+        regions.append((offset + start, offset + end))
         audio.append(clip)
-        offset += clip.shape[0] / SAMPLE_RATE
-    return np.concatenate(audio), turns
+        offset += duration
+    return np.concatenate(audio), turns, regions
 
 
-def live_segments(
-    audio: np.ndarray, whisper, encoder, long_turn_s: float, turn_pause_s: float
-) -> tuple[list[dict], list[float]]:
-    """The session's ``.segment`` events and its items' lengths (s)."""
-    from resemblyzer.audio import normalize_volume
+def score(
+    reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn], regions: list[tuple[float, float]]
+) -> float:
+    """DER over the scored regions (each file's uem), collar 0."""
+    from pyannote.core import Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
 
+    from speakerscribe.scoring import to_annotation
+
+    if len(regions) == 1:
+        return diarization_error_rate(reference, hypothesis, regions[0])
+    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+    uem = Timeline([Segment(*region) for region in regions])
+    return float(metric(to_annotation(reference), to_annotation(hypothesis), uem=uem))
+
+
+def live_segments(audio: np.ndarray, whisper, diarizer, realtime_pace: bool) -> tuple[list, int]:
+    """The session's ``.segment`` events and its item count."""
     one_at_a_time = threading.Lock()
 
     def decode(piece, options):
@@ -71,8 +103,7 @@ def live_segments(
         return await asyncio.to_thread(decode, piece, options)
 
     async def embed(piece):
-        louder = normalize_volume(piece, -30, increase_only=True)
-        return await asyncio.to_thread(encoder.embed_utterance, louder)
+        return await asyncio.to_thread(diarizer.embed, piece)
 
     events: list[dict] = []
 
@@ -80,9 +111,7 @@ def live_segments(
         events.append(event)
 
     async def run() -> None:
-        session = realtime.RealtimeTranscriptionSession(
-            transcribe, emit, embed, long_turn_s=long_turn_s, turn_pause_s=turn_pause_s
-        )
+        session = realtime.RealtimeTranscriptionSession(transcribe, emit, embed)
         await session.start()
         diarized = {"type": "transcription", "enable_speaker_diarization": True}
         await session.handle_event({"type": "session.update", "session": diarized})
@@ -91,54 +120,51 @@ def live_segments(
             .astype("<i2")
             .tobytes()
         )
-        step = int(0.1 * 24_000) * 2  # 100 ms frames of OpenAI's 24 kHz PCM16
-        for offset in range(0, len(pcm), step):
+        step = int(FRAME_S * 24_000) * 2
+        started = time.perf_counter()
+        for index, offset in enumerate(range(0, len(pcm), step)):
             await session.append_pcm16(pcm[offset : offset + step])
-            await asyncio.sleep(0)
+            due = started + (index + 1) * FRAME_S - time.perf_counter()
+            await asyncio.sleep(max(0.0, due) if realtime_pace else 0)
         await session.close()
 
     asyncio.run(run())
     segments = [e for e in events if e["type"].endswith(".segment")]
-    items = [e["usage"]["seconds"] for e in events if e["type"].endswith(".completed")]
-    return segments, items
+    return segments, sum(e["type"].endswith(".completed") for e in events)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--realtime", action="store_true", help="send frames at real time")
+    parser.add_argument("--streams", nargs="+", choices=list(STREAMS), default=list(STREAMS))
+    args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from resemblyzer import VoiceEncoder
-
-    from speakerscribe.embedded import resemblyzer_weights_path
+    from speakerscribe.diarization import load_diarizer
     from speakerscribe.transcription import BatchTranscriber, load_whisper_model
 
     whisper = BatchTranscriber(load_whisper_model("embedded", device="cpu"))
-    encoder = VoiceEncoder("cpu", verbose=False, weights_fpath=resemblyzer_weights_path())
-    header = [
-        "long_turn_s",
-        "turn_pause_s",
-        "stream       ",
-        "items",
-        "longest s",
-        "speakers",
-        "   DER",
-    ]
-    print(" ".join(header))
-    streams = {stream: stream_of(names) for stream, names in STREAMS.items()}
-    for long_turn_s, pause_s in POLICIES:
-        for stream, (audio, reference) in streams.items():
-            segments, items = live_segments(audio, whisper, encoder, long_turn_s, pause_s)
-            hypothesis = [SpeakerTurn(s["start"], s["end"], s["speaker"]) for s in segments]
-            der = diarization_error_rate(reference, hypothesis)
-            speakers = len({s["speaker"] for s in segments})
-            print(
-                f"{long_turn_s:>11g} {pause_s:>12g} {stream:<13} {len(items):>5} "
-                f"{max(items):>9.1f} "
-                f"{speakers:>8} {der:>6.3f}",
-                flush=True,
-            )
+    diarizer = load_diarizer("embedded")
+    pace = "real time" if args.realtime else "as fast as the session takes them"
     print(
-        f"\nshipped: long_turn_s 6, turn_pause_s {realtime.TURN_PAUSE_S:g}"
-        "\ncommand: python load/evaluate_live_speakers.py"
+        f"live speakers, frames {pace}; SpeakerTracker: join {realtime.DEFAULT_SPEAKER_THRESHOLD}"
+        f", new speaker below {realtime.NEW_SPEAKER_THRESHOLD} (or pending voice confirmed at "
+        f"{realtime.CONFIRM_SPEAKER_THRESHOLD}), merge "
+        f"{realtime.MERGE_THRESHOLD}, {realtime.MAX_SUBCENTROIDS} sub-centroids, new speakers "
+        f"from {realtime.MIN_NEW_SPEAKER_S:g} s\n"
     )
+    print(f"{'stream':<13} {'items':>5} {'speakers':>8} {'true':>4} {'DER':>6}")
+    for stream in args.streams:
+        audio, reference, regions = stream_of(STREAMS[stream])
+        segments, items = live_segments(audio, whisper, diarizer, args.realtime)
+        hypothesis = [SpeakerTurn(s["start"], s["end"], s["speaker"]) for s in segments]
+        found = len({s["speaker"] for s in segments})
+        true = len({t.speaker for t in reference})
+        der = score(reference, hypothesis, regions)
+        print(f"{stream:<13} {items:>5} {found:>8} {true:>4} {der:>6.3f}", flush=True)
+    command = "python load/evaluate_live_speakers.py" + (" --realtime" if args.realtime else "")
+    if args.streams != list(STREAMS):
+        command += " --streams " + " ".join(args.streams)
+    print(f"\ncommand: {command}")
 
 
 if __name__ == "__main__":

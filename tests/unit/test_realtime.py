@@ -1,8 +1,9 @@
 """Live transcription over the Realtime protocol, without Ray or a socket.
 
 Every event a session emits is checked against the ``openai`` package's own models.
-Most tests use fake models (fast, exact); one runs the embedded Whisper and the
-resemblyzer speaker encoder in-process on a real two-speaker call.
+Most tests use fake models (fast, exact); a few run the embedded Whisper and the bundled
+diarizer's speaker embedding (CAM++, what live sessions embed with) in-process on real
+speech.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from speakerscribe.alignment import letter_label
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
 from speakerscribe.realtime import (
+    MERGE_THRESHOLD,
     LocalAgreement,
     RealtimeSessionConfig,
     RealtimeTranscriptionSession,
@@ -197,24 +199,13 @@ def whisper():
 
 
 @pytest.fixture(scope="module")
-def voice_encoder():
-    from resemblyzer import VoiceEncoder
+def diarizer():
+    from speakerscribe.diarization import load_diarizer
 
-    from speakerscribe.embedded import resemblyzer_weights_path
-
-    return VoiceEncoder("cpu", verbose=False, weights_fpath=resemblyzer_weights_path())
+    return load_diarizer("embedded")
 
 
-def test_live_call_matches_offline_and_tells_speakers_apart(
-    sample, testdata, whisper, voice_encoder
-):
-    """sample.wav as 24 kHz PCM16 in 100 ms frames, as fast as the session takes them."""
-    from resemblyzer.audio import normalize_volume
-
-    from speakerscribe.chunking import split_audio, stitch
-    from speakerscribe.scoring import word_error_rate
-    from speakerscribe.transcription import DecodeOptions
-
+def _decode_with(whisper):
     one_at_a_time = threading.Lock()  # two cores: partial and final decodes take turns
 
     def decode(piece, options):
@@ -224,13 +215,34 @@ def test_live_call_matches_offline_and_tells_speakers_apart(
             raise result
         return result.segments
 
+    return decode
+
+
+@pytest.fixture(scope="module")
+def offline_sample(sample, whisper) -> list[Segment]:
+    """sample.wav transcribed as an upload is: VAD pieces, decoded, stitched."""
+    from speakerscribe.chunking import split_audio, stitch
+    from speakerscribe.transcription import DecodeOptions
+
+    decode = _decode_with(whisper)
+    pieces = [p for p in split_audio(sample) if p.has_speech]
+    options = DecodeOptions(language="en")
+    return stitch(pieces, [decode(sample[p.start : p.end], options) for p in pieces])
+
+
+def test_live_call_matches_offline_and_tells_speakers_apart(
+    sample, testdata, whisper, diarizer, offline_sample
+):
+    """sample.wav as 24 kHz PCM16 in 100 ms frames, as fast as the session takes them."""
+    from speakerscribe.scoring import word_error_rate
+
+    decode = _decode_with(whisper)
+
     async def transcribe(piece, options):
         return await asyncio.to_thread(decode, piece, options)
 
     async def embed(audio):
-        # resemblyzer's volume normalisation, as its preprocess_wav does
-        louder = normalize_volume(audio, -30, increase_only=True)
-        return await asyncio.to_thread(voice_encoder.embed_utterance, louder)
+        return await asyncio.to_thread(diarizer.embed, audio)
 
     events = Recorder()
 
@@ -245,22 +257,53 @@ def test_live_call_matches_offline_and_tells_speakers_apart(
     asyncio.run(live())
     live_s = time.perf_counter() - started
 
-    pieces = [p for p in split_audio(sample) if p.has_speech]
-    options = DecodeOptions(language="en")
-    offline = stitch(pieces, [decode(sample[p.start : p.end], options) for p in pieces])
     reference = reference_text(testdata)
-    offline_wer = word_error_rate(reference, "".join(s.text for s in offline))
+    offline_wer = word_error_rate(reference, "".join(s.text for s in offline_sample))
     live_text = " ".join(e["transcript"] for e in events.of(".completed"))
     live_wer = word_error_rate(reference, live_text)
     print(f"live {live_s:.1f} s, WER live {live_wer:.3f} vs offline {offline_wer:.3f}")
     assert live_wer <= offline_wer + 0.05, live_text
 
     segments = events.of(".segment")
-    assert len({s["speaker"] for s in segments}) >= 2
+    assert {s["speaker"] for s in segments} == {"A", "B"}  # a two-person call
     assert all(6.0 <= s["start"] <= s["end"] <= 30.1 for s in segments)
     assert [e["item_id"] for e in events.of(".completed")] == [
         e["item_id"] for e in events.of("input_audio_buffer.committed")
     ]
+
+
+def _embed_span(diarizer, audio: np.ndarray, start: float, end: float) -> np.ndarray:
+    return diarizer.embed(audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
+
+
+def test_sample_sentences_in_order_are_two_speakers(sample, diarizer, offline_sample):
+    """Each sentence of the call long enough to embed, in order, as a live session
+    labels its segments: two people, not one label per mood of the line."""
+    tracker = SpeakerTracker()
+    sentences = [s for s in sentence_segments(offline_sample) if s.end - s.start >= 1.0]
+    labels = [
+        tracker.assign(_embed_span(diarizer, sample, s.start, s.end), s.end - s.start)
+        for s in sentences
+    ]
+    assert set(labels) == {"A", "B"} and len(tracker) == 2, labels
+    yankee = next(i for i, s in enumerate(sentences) if "Yankee" in s.text)
+    assert labels[0] == "A" != labels[yankee]  # Diane first, Sheila's sentence apart
+
+
+def test_enrolled_speechbrain_voices_name_their_other_clips(testdata, diarizer, sample):
+    """spk1_snt1 and spk2_snt1 enrolled; the other four clips take the right name, and a
+    voice from another recording (the call) gets a letter."""
+
+    def clip(name: str) -> np.ndarray:
+        return decode_audio_bytes((testdata / f"speechbrain/{name}.wav").read_bytes())
+
+    tracker = SpeakerTracker()
+    tracker.enroll(
+        {"one": diarizer.embed(clip("spk1_snt1")), "two": diarizer.embed(clip("spk2_snt1"))}
+    )
+    names = [tracker.assign(diarizer.embed(clip(f"spk{s}_snt{n}"))) for s in (1, 2) for n in (2, 3)]
+    assert names == ["one", "one", "two", "two"]
+    assert tracker.assign(_embed_span(diarizer, sample, 14.6, 17.7)) == "A"  # Sheila
 
 
 # --- protocol, with fake models -----------------------------------------------------------
@@ -693,6 +736,38 @@ def test_speaker_tracker_labels_in_order_and_stays_bounded():
     assert [tracker.assign(v) for v in (a, b, a + 0.1 * b, c)] == ["A", "B", "A", "A"]
     assert len(tracker) == 2
     assert [letter_label(i) for i in (0, 25, 26)] == ["A", "Z", "AA"]
+
+
+def _at(degrees: float) -> np.ndarray:
+    angle = np.radians(degrees)
+    return np.array([np.cos(angle), np.sin(angle), 0.0])
+
+
+def test_converging_speakers_merge_without_relabelling():
+    """Two voices 90° apart drift together: once their means pass MERGE_THRESHOLD they
+    are one speaker. Labels already given stay; later segments of either voice get the
+    older label, and a new voice gets a fresh letter, never a merged one."""
+    tracker = SpeakerTracker()
+    drift = [0, 90, 35, 55, 40, 50, 45, 45]
+    assert [tracker.assign(_at(d), 2.0) for d in drift] == ["A", "B", "A", "B", "A", "B", "A", "A"]
+    assert len(tracker) == 1
+    means = [v.mean() for v in tracker._voices.values() if v is not None]
+    assert len(means) == 1 and float(means[0] @ _at(45)) > MERGE_THRESHOLD
+    assert [tracker.assign(_at(d), 2.0) for d in (90, 0)] == ["A", "A"]  # B's voice too
+    assert tracker.assign(np.array([0.0, 0.0, 1.0]), 2.0) == "C"
+
+
+def test_short_or_in_between_segments_do_not_open_speakers():
+    """A short segment unlike everyone joins the nearest speaker; a long one only
+    somewhat like the speaker waits, and opens a speaker once a second one matches it."""
+    tracker = SpeakerTracker()
+    assert tracker.assign(_at(0), 0.5) == "A"  # the first label, no voice yet
+    assert tracker.assign(_at(0), 2.0) == "A"  # gives A its voice
+    assert tracker.assign(_at(90), 0.6) == "A"  # unlike A, but too short to be new
+    assert tracker.assign(_at(55), 2.0) == "A"  # cos 0.57: in between, pending
+    assert len(tracker) == 1
+    assert tracker.assign(_at(60), 2.0) == "B"  # matches the pending voice: a speaker
+    assert tracker.assign(_at(58), 2.0) == "B"
 
 
 def test_a_pause_between_words_also_cuts_a_sentence():

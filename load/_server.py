@@ -58,17 +58,30 @@ def running_apps(port: int, apps: dict[str, dict]):
             prefix = "/" if len(apps) == 1 else f"/{name}"
             serve.run(build(load_settings(**settings)), name=name, route_prefix=prefix)
             bases[name] = f"http://127.0.0.1:{port}{prefix.rstrip('/')}"
-        for base in bases.values():
-            for _ in range(300):
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{base}/health", timeout=10).status_code == 200:
-                        break
-                time.sleep(1)
+        wait_healthy(bases.values())
         yield bases
     finally:
         with contextlib.suppress(Exception):
             serve.shutdown()
         ray.shutdown()
+
+
+def wait_healthy(bases, timeout_s: float = 300.0) -> None:
+    """Until every application answers /health with 200 (or the time is up)."""
+    for base in bases:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/health", timeout=10).status_code == 200:
+                    break
+            time.sleep(1)
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """Benchmark figures as aligned ``name  value`` lines."""
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
 
 
 def wav_bytes(audio: np.ndarray, rate: int = 16000) -> bytes:

@@ -17,7 +17,15 @@ import sys
 import time
 
 import requests
-from _server import REPO, long_conversation, replica_memory_mb, running_app, testdata_dir, wav_bytes
+from _server import (
+    REPO,
+    long_conversation,
+    print_table,
+    replica_memory_mb,
+    running_app,
+    testdata_dir,
+    wav_bytes,
+)
 
 
 def timed_post(base: str, data: bytes, **fields) -> float:
@@ -115,10 +123,8 @@ def main() -> None:
         ("sample.wav transcription, in-process faster-whisper", f"{direct:.2f} s"),
         ("server / in-process, transcription only (target <= 1.10)", f"{alone / direct:.2f}"),
     ]
-    width = max(len(name) for name, _ in rows)
     print()
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_table(rows)
     print(
         f"\ncommand: python load/bench_pipeline.py --repeat {args.repeat} --long-minutes "
         f"{args.long_minutes:g}"

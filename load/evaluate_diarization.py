@@ -38,6 +38,7 @@ from pyannote.database.util import load_rttm, load_uem  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
+from speakerscribe.bundled_diarization import DEFAULT_PARAMETERS  # noqa: E402
 from speakerscribe.diarization import load_diarizer  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE  # noqa: E402
 
@@ -90,9 +91,9 @@ SINGLE_SPEAKER = [
     *(f"speechbrain/spk{s}_snt{n}.wav" for s in (1, 2) for n in (1, 2, 3)),
 ]
 TUNED = {  # pipeline parameter path → default, for the ±20% check
-    ("clustering", "merge_threshold"): 0.8,
-    ("clustering", "minor_cluster_merge_threshold"): 0.5,
-    ("reassignment", "purity"): 0.7,
+    (section, name): value
+    for section, values in DEFAULT_PARAMETERS.items()
+    for name, value in values.items()
 }
 
 

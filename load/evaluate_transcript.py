@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import jiwer  # noqa: E402
 import numpy as np  # noqa: E402
-from _server import running_app, testdata_dir  # noqa: E402
+from _server import print_table, running_app, testdata_dir  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 COMMAND = "python load/evaluate_transcript.py"
@@ -141,10 +141,8 @@ def main() -> None:
         ("formatted WER, verbose_json", f"{formatted_wer(reference, verbose.text):.3f}"),
         ("cpWER, diarized_json", f"{cp:.3f}  (speakers {mapping})"),
     ]
-    width = max(len(name) for name, _ in rows)
     print()
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_table(rows)
     print(f"normaliser: {getattr(normalise, '__qualname__', type(normalise).__qualname__)}")
     print(f"\ncommand: {COMMAND} --port {args.port}")
 

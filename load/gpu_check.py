@@ -37,9 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import requests
 import yaml
-from _server import REPO, long_conversation, testdata_dir, wav_bytes
+from _server import REPO, long_conversation, testdata_dir, wait_healthy, wav_bytes
 from bench_batching import CLIPS, MODES, drive
 from bench_pipeline import timed_post
 
@@ -239,13 +238,7 @@ def serving(port: int, apps: dict[str, tuple[dict, dict]], gpu: bool):
             app = application(load_settings(**settings), options)
             serve.run(app, name=name, route_prefix=f"/{name}")
             bases[name] = f"http://127.0.0.1:{port}/{name}"
-        for base in bases.values():
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{base}/health", timeout=10).status_code == 200:
-                        break
-                time.sleep(1)
+        wait_healthy(bases.values(), timeout_s=600)
         yield bases
     finally:
         with contextlib.suppress(Exception):

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchaudio
+import yaml
 from pyannote.audio import Inference, Model, Pipeline
 from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
 from pyannote.core import Annotation, SlidingWindowFeature
@@ -65,13 +66,12 @@ pipeline:
     segmentation: $model/../{SEGMENTATION.target}
     embedding: $model/../{CAMPPLUS_WEIGHTS.target}
     embedding_architecture: $model/../{CAMPPLUS_ARCHITECTURE.target}
-params:
-  clustering:
-    merge_threshold: 0.8
-    minor_cluster_merge_threshold: 0.5
-  reassignment:
-    purity: 0.7
 """
+DEFAULT_PARAMETERS: dict[str, dict[str, float]] = {
+    "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
+    "reassignment": {"purity": 0.7},
+}
+"""The tuned values (``load/evaluate_diarization.py --sensitivity`` scores them at ±20%)."""
 
 
 def _resolve(reference: Any) -> Path:
@@ -237,10 +237,8 @@ def tidy_clusters(
         ):
             labels[members] = major[np.argmax(embeddings[members] @ major_centroids.T, axis=1)]
     while (clusters := np.unique(labels)).size > max(1, min_speakers):
-        similarity = np.triu(
-            _centroids(embeddings, labels, clusters) @ _centroids(embeddings, labels, clusters).T,
-            k=1,
-        )
+        centroids = _centroids(embeddings, labels, clusters)
+        similarity = np.triu(centroids @ centroids.T, k=1)
         first, second = np.unravel_index(np.argmax(similarity), similarity.shape)
         if similarity[first, second] < merge_threshold:
             break
@@ -329,10 +327,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         return self
 
     def default_parameters(self) -> dict[str, Any]:
-        return {
-            "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
-            "reassignment": {"purity": 0.7},
-        }
+        return {section: dict(values) for section, values in DEFAULT_PARAMETERS.items()}
 
     # --- steps
 
@@ -486,5 +481,5 @@ def write_pipeline_config(cache_dir: Path | str) -> Path:
     folder = Path(cache_dir).expanduser() / PIPELINE_DIRECTORY
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.yaml"
-    config.write_text(PIPELINE_CONFIG)
+    config.write_text(PIPELINE_CONFIG + yaml.safe_dump({"params": DEFAULT_PARAMETERS}))
     return config

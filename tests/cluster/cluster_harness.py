@@ -261,16 +261,7 @@ class LocalCluster:
             *ports,
         ]
         started = time.monotonic()
-        result = subprocess.run(
-            command,
-            env={**self.env, MARKER: node},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"ray start ({node}) failed:\n{result.stdout}\n{result.stderr}")
+        run_checked(command, {**self.env, MARKER: node}, 180, f"ray start ({node})")
         self.note(f"ray start {node}: {time.monotonic() - started:.1f} s")
         self.remember(node)
 
@@ -324,16 +315,21 @@ class LocalCluster:
         """``serve deploy`` of ``config`` through the head's dashboard."""
         path = artifacts_root() / name
         path.write_text(yaml.safe_dump(config, sort_keys=False))
-        result = subprocess.run(
+        run_checked(
             [str(VENV_BIN / "serve"), "deploy", str(path), "--address", DASHBOARD_URL],
-            env=self.env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
+            self.env,
+            120,
+            "serve deploy",
         )
-        if result.returncode != 0:
-            raise RuntimeError(f"serve deploy failed:\n{result.stdout}\n{result.stderr}")
+
+
+def run_checked(command: list[str], env: dict, timeout: float, what: str) -> None:
+    """Run a CLI step of the cluster; its output goes into the error when it fails."""
+    result = subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{result.stdout}\n{result.stderr}")
 
 
 def artifacts_root() -> Path:

@@ -13,7 +13,9 @@ How it decides who speaks when:
    wheel) on 1.5 s windows of that speech, batched.
 3. **How many voices**: spectral clustering of those embeddings; the count is the
    largest eigengap of the pruned affinity graph's Laplacian, so no similarity
-   threshold decides it. Tiny clusters close to a big one are folded in, and clusters
+   threshold decides it. In short audio (a few windows, little graph to prune), an
+   eigengap count of one is checked by average linkage at the minor-cluster threshold.
+   Tiny clusters close to a big one are folded in, and clusters
    whose centroids are nearly the same voice are merged.
 4. **Turns**: each local speaker of each segmentation window takes the cluster most
    of its frames fall in; one that mixes two clusters (the segmentation model merged
@@ -40,6 +42,7 @@ from pyannote.audio import Inference, Model, Pipeline
 from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
 from pyannote.core import Annotation, SlidingWindowFeature
 from pyannote.pipeline.parameter import Uniform
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.linalg import eigh
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
@@ -53,6 +56,10 @@ from speakerscribe.types import SAMPLE_RATE
 
 MIN_NEW_VOICE_WINDOWS = 2
 """One 1.5 s window is too little to tell a new voice from a noisy one of a known voice."""
+
+SPECTRAL_MIN_WINDOWS = 20
+"""Below this many windows (about 15 s of speech) a graph of a few nodes has little
+pruned structure, so when its eigengap says "one voice", linkage gets a second say."""
 
 PIPELINE_DIRECTORY = "bundled-diarization"
 """Folder of the model cache holding the bundled pipeline's ``config.yaml``."""
@@ -203,6 +210,27 @@ def spectral_labels(
     return KMeans(n_clusters=clusters, random_state=0, n_init=10).fit_predict(features)
 
 
+def linkage_labels(
+    embeddings: np.ndarray,
+    *,
+    threshold: float,
+    num_speakers: int | None = None,
+    max_speakers: int = 15,
+) -> np.ndarray:
+    """Average-linkage clusters of unit rows, joined while their mean similarity is at
+    least ``threshold``: short audio, where a few windows decide the count."""
+    if len(embeddings) < 2:
+        return np.zeros(len(embeddings), dtype=int)
+    tree = linkage(embeddings, method="average", metric="cosine")
+    if num_speakers is not None:
+        labels = fcluster(tree, t=num_speakers, criterion="maxclust")
+    else:
+        labels = fcluster(tree, t=1.0 - threshold, criterion="distance")
+        if labels.max() > max_speakers:
+            labels = fcluster(tree, t=max_speakers, criterion="maxclust")
+    return np.unique(labels, return_inverse=True)[1]
+
+
 def _centroids(embeddings: np.ndarray, labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     centroids = np.stack([embeddings[labels == c].mean(axis=0) for c in clusters])
     return centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(min=1e-12)
@@ -224,11 +252,10 @@ def tidy_clusters(
     """
     labels = labels.copy()
     clusters, sizes = np.unique(labels, return_counts=True)
-    major = clusters[sizes >= min_cluster_windows]
-    if len(major) == 0:
-        return np.zeros_like(labels)
+    big_enough = min(min_cluster_windows, sizes.max())  # in short audio, the largest
+    major = clusters[sizes >= big_enough]
     major_centroids = _centroids(embeddings, labels, major)
-    for minor in clusters[sizes < min_cluster_windows]:
+    for minor in clusters[sizes < big_enough]:
         members = labels == minor
         centroid = _centroids(embeddings, labels, np.array([minor]))[0]
         lone_window = members.sum() < MIN_NEW_VOICE_WINDOWS
@@ -360,7 +387,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         min_speakers: int,
         max_speakers: int,
     ) -> np.ndarray:
-        if len(embeddings) < self.min_cluster_windows + 2:
+        if len(embeddings) < 2 * MIN_NEW_VOICE_WINDOWS:
             return np.zeros(len(embeddings), dtype=int)
         points, owner = embeddings, np.arange(len(embeddings))
         if len(embeddings) > self.max_clustered_windows:  # long audio: cluster a summary
@@ -373,6 +400,21 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         labels = spectral_labels(
             points, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers
         )[owner]
+        if labels.max() == 0 and num_speakers is None and len(points) < SPECTRAL_MIN_WINDOWS:
+            labels = linkage_labels(
+                embeddings,
+                threshold=self.clustering.minor_cluster_merge_threshold,
+                max_speakers=max_speakers,
+            )
+        return self._tidy(embeddings, labels, num_speakers, min_speakers)
+
+    def _tidy(
+        self,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+        num_speakers: int | None,
+        min_speakers: int,
+    ) -> np.ndarray:
         if num_speakers is not None:
             return np.unique(labels, return_inverse=True)[1]
         return tidy_clusters(

@@ -22,6 +22,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from speakerscribe.bundled_diarization import (
     PIPELINE_CONFIG,
     BundledDiarization,
+    linkage_labels,
     spectral_labels,
     tidy_clusters,
 )
@@ -118,6 +119,25 @@ def test_single_speaker_is_one_speaker(diarizer, testdata):
     assert len({t.speaker for t in diarizer(audio)}) == 1
 
 
+@pytest.mark.parametrize("take", ["snt1", "snt2", "snt3"])
+def test_two_short_clips_of_two_voices_are_two_speakers(diarizer, testdata, take):
+    """Five seconds, five windows: too few for an eigengap, so linkage decides."""
+    clips = [load_wav(testdata / f"speechbrain/{voice}_{take}.wav") for voice in ("spk1", "spk2")]
+    mix = np.concatenate([clips[0], np.zeros(SAMPLE_RATE // 2, np.float32), clips[1]])
+    turns = diarizer(mix)
+    first_ends = len(clips[0]) / SAMPLE_RATE
+    speakers = {t.speaker for t in turns}
+    assert len(speakers) == 2, turns
+    assert {t.speaker for t in turns if t.end <= first_ends + 0.1} != {
+        t.speaker for t in turns if t.start >= first_ends
+    }
+
+
+def test_one_short_clip_is_one_speaker(diarizer, testdata):
+    turns = diarizer(load_wav(testdata / "speechbrain/spk1_snt1.wav"))
+    assert len({t.speaker for t in turns}) == 1
+
+
 def test_max_speakers_hint_bounds_the_count(diarizer, testdata):
     turns = diarizer(load_wav(testdata / "diarization/paa_example.wav"), max_speakers=2)
     assert 1 <= len({t.speaker for t in turns}) <= 2
@@ -201,6 +221,13 @@ def test_spectral_count_from_eigengap(speakers):
 def test_spectral_takes_the_hinted_count():
     points, _ = _voices(np.random.default_rng(0), 3, windows=20)
     assert len(np.unique(spectral_labels(points, num_speakers=2))) == 2
+
+
+def test_linkage_splits_two_voices_of_a_few_windows():
+    points, truth = _voices(np.random.default_rng(5), 2, windows=3)
+    labels = linkage_labels(points, threshold=0.5)
+    assert len(np.unique(labels)) == 2
+    assert len(np.unique(linkage_labels(points, threshold=0.5, num_speakers=1))) == 1
 
 
 def _tidy(points: np.ndarray, labels: np.ndarray) -> int:

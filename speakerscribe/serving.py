@@ -96,6 +96,18 @@ class PreparedAudio:
     transcribed_s: float = 0.0
     release: Callable[[], None] = lambda: None
     """Gives the request's decoded seconds back to the audio budget (idempotent)."""
+    diarizing: asyncio.Future[Diarization] | None = None
+    """The diarizer's answer on the whole mix, started as soon as the audio was decoded
+    (and separated): it needs neither the chunking nor the language."""
+
+    def cancel_diarizing(self) -> None:
+        """Stop a diarizer nobody will read; a failure it already had is consumed."""
+        if self.diarizing is None:
+            return
+        if not self.diarizing.done():
+            self.diarizing.cancel()
+        elif not self.diarizing.cancelled():
+            self.diarizing.exception()
 
     @property
     def planned_s(self) -> float:
@@ -210,6 +222,8 @@ class TranscriptionService:
             raise
         prepared.release = reservation.release
         weakref.finalize(prepared, reservation.release)  # a stream that never started
+        if prepared.diarizing is not None:
+            weakref.finalize(prepared, prepared.diarizing.cancel)
         # a long upload's pieces go to the Transcriber a few at a time, not all at once:
         # each one in flight is a copy in the object store and in the Transcriber's queue
         prepared.pieces_in_flight = asyncio.Semaphore(
@@ -251,25 +265,6 @@ class TranscriptionService:
                     )
                 )
         diarize = request.wants_diarization(self.settings.enable_speaker_diarization)
-        with clock.measure("chunking"):
-            plans = [
-                [
-                    p
-                    for p in await asyncio.to_thread(self._plan, track, request.chunking_strategy)
-                    if p.has_speech
-                ]
-                for track in tracks
-            ]
-        options = DecodeOptions(
-            model=model,
-            language=await self._language(request, model, tracks, plans),
-            task=task,  # type: ignore[arg-type]
-            prompt=request.prompt,
-            temperature=request.temperature,
-            word_timestamps=diarize or request.wants_words(),
-            beam_size=self.settings.beam_size,
-            logprobs=request.wants_logprobs,
-        )
         diarization = DiarizationOptions(
             num_speakers=request.num_speakers,
             min_speakers=request.min_speakers,
@@ -277,8 +272,43 @@ class TranscriptionService:
             known_speakers=references,
             detect_overlap=request.enable_overlap_detection,
         )
+        diarizing = (
+            asyncio.ensure_future(self._diarize(tracks[0], diarization, clock))
+            if diarize and not request.multichannel
+            else None
+        )
+        try:
+            with clock.measure("chunking"):
+                plans = [
+                    [
+                        p
+                        for p in await asyncio.to_thread(
+                            self._plan, track, request.chunking_strategy
+                        )
+                        if p.has_speech
+                    ]
+                    for track in tracks
+                ]
+            options = DecodeOptions(
+                model=model,
+                language=await self._language(request, model, tracks, plans),
+                task=task,  # type: ignore[arg-type]
+                prompt=request.prompt,
+                temperature=request.temperature,
+                word_timestamps=diarize or request.wants_words(),
+                beam_size=self.settings.beam_size,
+                logprobs=request.wants_logprobs,
+            )
+        except BaseException:
+            if diarizing is not None:
+                diarizing.cancel()
+            raise
         progress("transcription", 0.0)
-        return PreparedAudio(request, tracks, plans, options, diarize, clock, diarization, progress)
+        prepared = PreparedAudio(
+            request, tracks, plans, options, diarize, clock, diarization, progress
+        )
+        prepared.diarizing = diarizing
+        return prepared
 
     async def transcribe(
         self,
@@ -297,21 +327,16 @@ class TranscriptionService:
         try:
             return await self._run_prepared(prepared, progress)
         finally:
+            prepared.cancel_diarizing()
             prepared.release()
 
     async def _run_prepared(
         self, prepared: PreparedAudio, progress: Progress
     ) -> TranscriptionResult:
-        if prepared.runs_diarizer:
-
-            async def transcribed_then_diarizing() -> list[list[Segment]]:
-                segments = await self._transcribe_tracks(prepared)
-                progress("diarization", 1.0)  # all that can be left is the diarizer
-                return segments
-
-            track_segments, diarization = await asyncio.gather(
-                transcribed_then_diarizing(), self._diarize(prepared)
-            )
+        if prepared.diarizing is not None:
+            track_segments = await self._transcribe_tracks(prepared)
+            progress("diarization", 1.0)  # all that can be left is the diarizer
+            diarization = await prepared.diarizing
         else:
             track_segments, diarization = await self._transcribe_tracks(prepared), Diarization([])
         progress("merge", 1.0)
@@ -341,9 +366,7 @@ class TranscriptionService:
                 )
                 for p in pieces
             ]
-            diarization = (
-                asyncio.ensure_future(self._diarize(prepared)) if prepared.runs_diarizer else None
-            )
+            diarization = prepared.diarizing
             deltas, results = [], []
             deadline = asyncio.get_running_loop().time() + self._budget(track.shape[0])
             try:
@@ -362,8 +385,9 @@ class TranscriptionService:
                         yield event
                 diarized = await diarization if diarization else Diarization([])
             finally:
-                for pending in [*tasks, *([diarization] if diarization else [])]:
+                for pending in tasks:
                     pending.cancel()
+                prepared.cancel_diarizing()
             result = self._finish(prepared, [stitch(pieces, results)], diarized)
         if result.diarized:
             for segment in result.segments:
@@ -400,12 +424,12 @@ class TranscriptionService:
                 )
             )
 
-    async def _diarize(self, prepared: PreparedAudio) -> Diarization:
-        with prepared.clock.measure("diarization"):
+    async def _diarize(
+        self, mix: np.ndarray, options: DiarizationOptions, clock: StageClock
+    ) -> Diarization:
+        with clock.measure("diarization"):
             return await self._within(
-                "diarization",
-                self.stages.diarize(prepared.tracks[0], prepared.diarization),
-                prepared.tracks[0].shape[0],
+                "diarization", self.stages.diarize(mix, options), mix.shape[0]
             )
 
     def _finish(

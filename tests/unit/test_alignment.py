@@ -40,9 +40,9 @@ def test_segments_split_where_speaker_changes_and_labels_by_first_appearance():
     segments = [Segment(0, 0, 0.2, 7.0, " hi there. hello again", tokens=[1, 2], words=words)]
     result = attribute_speakers(segments, TURNS)
     assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
-        ("A", " hi there.", 0.2, 1.0),
-        ("B", " hello", 2.5, 3.0),
-        ("A", " again", 6.5, 7.0),
+        ("A", " hi there.", 0.0, 2.0),  # widened to the turns, never past a neighbour
+        ("B", " hello", 2.0, 4.0),
+        ("A", " again", 6.0, 8.0),
     ]
     assert [s.id for s in result] == [0, 1, 2]
     assert all(w.speaker in ("A", "B") for s in result for w in s.words)
@@ -93,9 +93,9 @@ def test_backchannel_keeps_its_speaker_and_becomes_its_own_segment():
     ]
     result = attribute_speakers([_segment(words, tokens=[7, 8, 9])], turns)
     assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
-        ("A", " so then", 3.0, 3.9),
-        ("B", " yeah", 4.05, 4.4),
-        ("A", " we left.", 4.45, 5.4),
+        ("A", " so then", 2.0, 4.05),  # at most WIDEN_MAX_S before its first word
+        ("B", " yeah", 4.05, 4.45),
+        ("A", " we left.", 4.45, 6.4),
     ]
     assert [[w.word for w in s.words] for s in result] == [
         [" so", " then"],
@@ -130,10 +130,26 @@ def test_turn_change_inside_a_segment_splits_there():
     segment.logprobs = [(" are", -0.1)]
     result = attribute_speakers([segment], turns)
     assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
-        ("A", " are you done?", 0.5, 2.0),
-        ("B", " Almost there.", 2.1, 3.1),
+        ("A", " are you done?", 0.0, 2.05),
+        ("B", " Almost there.", 2.05, 4.1),
     ]
     assert [s.logprobs for s in result] == [[(" are", -0.1)], []]
+
+
+def test_widening_keeps_words_and_neighbours():
+    """Edges reach the speaker's turn; words keep Whisper's times; segments never overlap
+    one another because of it, and a turn of another speaker does not stretch them."""
+    turns = [SpeakerTurn(0.0, 3.0, "spk_a"), SpeakerTurn(2.9, 6.0, "spk_b")]
+    first = _segment([Word(" one", 0.8, 1.2), Word(" two.", 1.3, 1.6)], tokens=[1])
+    second = _segment([Word(" three", 1.8, 2.2), Word(" four.", 2.3, 2.6)], tokens=[2])
+    third = _segment([Word(" five.", 3.5, 4.0)], tokens=[3])
+    result = attribute_speakers([first, second, third], turns)
+    assert [(s.speaker, s.start, s.end) for s in result] == [
+        ("A", 0.0, 1.8),
+        ("A", 1.8, 3.0),
+        ("B", 3.0, 5.0),
+    ]
+    assert [(w.start, w.end) for s in result for w in s.words][0] == (0.8, 1.2)
 
 
 def test_gap_word_takes_the_nearer_turn():

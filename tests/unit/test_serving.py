@@ -375,6 +375,60 @@ def test_language_detection_is_sent_30_s_not_the_rest_of_the_file(long_speech):
     assert stages.language_samples == [30 * SAMPLE_RATE]  # of a 90 s file
 
 
+def test_the_diarizer_starts_before_chunking_and_language_detection(long_speech):
+    """Language detection here answers only once the diarizer has been called: a flow
+    that waited for the language before diarizing would never finish."""
+
+    class LanguageAfterDiarizer(FakeStages):
+        def __init__(self):
+            super().__init__()
+            self.diarizer_called = asyncio.Event()
+
+        async def detect_language(self, audio, model):
+            await asyncio.wait_for(self.diarizer_called.wait(), timeout=10)
+            return await super().detect_language(audio, model)
+
+        async def diarize(self, audio, options):
+            self.diarizer_called.set()
+            return await super().diarize(audio, options)
+
+    stages = LanguageAfterDiarizer()
+    service = TranscriptionService(load_settings(), stages)
+    request = TranscriptionRequest(response_format="diarized_json")
+    result = run(service.transcribe(long_speech, request))
+    assert result.diarized and result.language == "de" and stages.diarized == 1
+
+
+def test_a_request_that_fails_after_decoding_stops_its_diarizer(long_speech):
+    class FailingLanguage(FakeStages):
+        def __init__(self):
+            super().__init__()
+            self.diarizer_cancelled = False
+
+        async def detect_language(self, audio, model):
+            await asyncio.sleep(0.05)
+            raise ValueError("language detection failed")
+
+        async def diarize(self, audio, options):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.diarizer_cancelled = True
+                raise
+
+    stages = FailingLanguage()
+    service = TranscriptionService(load_settings(), stages)
+    request = TranscriptionRequest(response_format="diarized_json")
+
+    async def attempt():
+        with pytest.raises(ValueError):
+            await service.transcribe(long_speech, request)
+        await asyncio.sleep(0)  # let the cancellation reach the diarizer
+
+    run(attempt())
+    assert stages.diarizer_cancelled
+
+
 class ActorDiedError(Exception):  # stands in for ray.exceptions.ActorDiedError
     pass
 

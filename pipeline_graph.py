@@ -27,15 +27,21 @@ def build(args: Settings) -> Application:
     if not isinstance(args, Settings):  # a plain dict, e.g. from an older Serve
         args = load_settings(**dict(args or {}))
     # @serve.deployment makes each class a Deployment; mypy keeps a decorated class's own type
+    # each replica gets the settings without the secrets it does not use
     transcriber = Transcriber.options(  # type: ignore[attr-defined]
         user_config={
             "max_batch_size": args.max_batch_size,
             "batch_wait_timeout_s": args.batch_wait_timeout_s,
         }
-    ).bind(args)
-    separator, diarizer = VocalSeparator.bind(args), Diarizer.bind(args)  # type: ignore[attr-defined]
-    job_runner = JobRunner.bind(args, separator, transcriber, diarizer)  # type: ignore[attr-defined]
-    return SpeechIngress.bind(args, separator, transcriber, diarizer, job_runner)  # type: ignore[attr-defined]
+    ).bind(args.for_stage("transcriber"))
+    separator = VocalSeparator.bind(args.for_stage("separator"))  # type: ignore[attr-defined]
+    diarizer = Diarizer.bind(args.for_stage("diarizer"))  # type: ignore[attr-defined]
+    job_runner = JobRunner.bind(  # type: ignore[attr-defined]
+        args.for_stage("job_runner"), separator, transcriber, diarizer
+    )
+    return SpeechIngress.bind(  # type: ignore[attr-defined]
+        args.for_stage("ingress"), separator, transcriber, diarizer, job_runner
+    )
 
 
 app = build(load_settings())

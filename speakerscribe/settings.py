@@ -302,6 +302,27 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    def for_stage(self, stage: str) -> Settings:
+        """A copy without the secrets ``stage`` does not use, so that a replica (its actor
+        spec, its logs, a heap dump) never holds an API key or token it has no use for."""
+        keep = STAGE_SECRETS[stage]
+        blank: dict[str, Any] = {
+            name: [] if isinstance(getattr(self, name), list) else None
+            for name in SECRETS
+            if name not in keep
+        }
+        return self.model_copy(update=blank)
+
+
+SECRETS = ("hf_token", "webhook_secret", "api_keys", "api_keys_file", "admin_api_keys")
+STAGE_SECRETS: dict[str, tuple[str, ...]] = {
+    "ingress": SECRETS,  # checks keys; refuses webhook jobs when nothing can sign them
+    "job_runner": ("webhook_secret",),  # signs job webhooks
+    "diarizer": ("hf_token",),  # gated pyannote pipelines
+    "transcriber": (),
+    "separator": (),
+}
+
 
 class SettingsError(ValueError):
     """Settings failed validation; the message names each bad field."""

@@ -41,3 +41,47 @@ def test_bad_values_name_the_field(overrides, field):
 def test_served_models_are_the_default_then_the_others(tmp_path):
     settings = load_settings(whisper_models={"random": str(tmp_path)})
     assert settings.served_models == ["whisper-tiny.en", "random"]
+
+
+def test_each_stage_gets_only_the_secrets_it_uses():
+    from speakerscribe.settings import SECRETS
+
+    settings = load_settings(
+        hf_token="hf_secret", webhook_secret="whsec_x", api_keys=["k1"], admin_api_keys=["k1"]
+    )
+    held = {
+        stage: {name for name in SECRETS if getattr(settings.for_stage(stage), name)}
+        for stage in ("ingress", "job_runner", "diarizer", "transcriber", "separator")
+    }
+    assert held == {
+        "ingress": {"hf_token", "webhook_secret", "api_keys", "admin_api_keys"},
+        "job_runner": {"webhook_secret"},
+        "diarizer": {"hf_token"},
+        "transcriber": set(),
+        "separator": set(),
+    }
+    assert settings.api_keys == ["k1"]  # a copy: the original keeps them
+
+
+def test_the_graph_binds_stage_settings_without_foreign_secrets():
+    """What ``serve run`` ships to each replica: the bound init arguments of the DAG."""
+    from ray.serve.deployment import Application
+
+    from pipeline_graph import build
+
+    app = build(load_settings(hf_token="hf_secret", api_keys=["k1"]))
+    seen: dict[str, object] = {}
+
+    def walk(node: Application) -> None:
+        deployment = node._bound_deployment
+        for argument in deployment.init_args:
+            if isinstance(argument, Application):
+                walk(argument)
+            elif hasattr(argument, "api_keys"):
+                seen[deployment.name] = argument
+
+    walk(app)
+    assert seen["SpeechIngress"].api_keys == ["k1"]
+    assert seen["Diarizer"].hf_token == "hf_secret" and not seen["Diarizer"].api_keys
+    assert not seen["Transcriber"].api_keys and seen["Transcriber"].hf_token is None
+    assert not seen["JobRunner"].api_keys and seen["JobRunner"].hf_token is None

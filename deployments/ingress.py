@@ -58,7 +58,11 @@ from speakerscribe.protocol import (
     TranslationRequest,
     blank_is_none,
 )
-from speakerscribe.realtime import RealtimeSessionConfig, RealtimeTranscriptionSession
+from speakerscribe.realtime import (
+    RealtimeSessionConfig,
+    RealtimeTranscriptionSession,
+    SessionTuning,
+)
 from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import Settings
 from speakerscribe.transcription import DecodeOptions
@@ -378,10 +382,12 @@ class SpeechIngress:
             ),
             detect_language=detect_language,
             resolve_model=self.service.resolve_model,
-            beam_size=self.settings.beam_size,
-            max_speakers=self.settings.max_speakers_limit,
-            known_speaker_threshold=self.settings.known_speaker_threshold,
-            max_known_speakers=self.settings.max_known_speakers,
+            tuning=SessionTuning(
+                beam_size=self.settings.beam_size,
+                max_speakers=self.settings.max_speakers_limit,
+                known_speaker_threshold=self.settings.known_speaker_threshold,
+                max_known_speakers=self.settings.max_known_speakers,
+            ),
         )
         self._open_live_streams += 1
         self._live_streams.set(self._open_live_streams)

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from speakerscribe.text import normalize_text  # also imported from here by tests, benchmarks
 from speakerscribe.types import SpeakerTurn
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, no punctuation, single spaces: enough of Whisper's English normaliser for WER."""
-    text = text.lower().replace("’", "'")
-    text = re.sub(r"[^\w\s']", " ", text)
-    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

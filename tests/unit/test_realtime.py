@@ -42,6 +42,7 @@ from speakerscribe.realtime import (
     LocalAgreement,
     RealtimeSessionConfig,
     RealtimeTranscriptionSession,
+    SessionTuning,
     SpeakerTracker,
     StreamingVad,
     sentence_segments,
@@ -440,7 +441,9 @@ def test_long_speech_is_cut_at_a_pause_under_whisper_window(sample):
 
     async def run():
         # no shorter pause ends a long turn either: only the 25 s cut is left
-        session = RealtimeTranscriptionSession(models.transcribe, events, long_turn_s=30.0)
+        session = RealtimeTranscriptionSession(
+            models.transcribe, events, tuning=SessionTuning(long_turn_s=30.0)
+        )
         await session.handle_event(
             {
                 "type": "session.update",
@@ -615,7 +618,9 @@ def test_a_long_turn_ends_at_a_shorter_pause(sample):
         events = Recorder()
 
         async def run():
-            session = RealtimeTranscriptionSession(models.transcribe, events, **policy)
+            session = RealtimeTranscriptionSession(
+                models.transcribe, events, tuning=SessionTuning(**policy)
+            )
             await feed(session, pcm16(sample[7 * SAMPLE_RATE :]))
             await session.close()
 
@@ -685,8 +690,10 @@ def test_ten_minutes_of_audio_use_a_fixed_buffer(sample):
             models.transcribe,
             events,
             models.embed,
-            max_speakers=3,
-            long_turn_s=30.0,  # turns run to the 25 s cut: the bound is reached
+            tuning=SessionTuning(
+                max_speakers=3,
+                long_turn_s=30.0,  # turns run to the 25 s cut: the bound is reached
+            ),
             config=RealtimeSessionConfig(enable_speaker_diarization=True),
         )
         largest, step = 0, 24_000 * 2  # 1 s frames

@@ -30,7 +30,7 @@ from starlette.types import Message
 import speakerscribe
 from deployments.jobs import job_table, request_for
 from deployments.stages import HandleStages
-from speakerscribe.auth import ApiKeys
+from speakerscribe.auth import ApiKeyMiddleware, ApiKeys, Caller
 from speakerscribe.errors import (
     InvalidRequestError,
     ModelFailureError,
@@ -77,6 +77,7 @@ api = FastAPI(
     summary="Who said what and when: OpenAI-compatible transcription with speaker labels.",
     version="0.1.0",
 )
+api.add_middleware(ApiKeyMiddleware)
 # The browser page: plain HTML and JavaScript, no build step; it calls the API by relative URLs.
 api.mount("/ui", StaticFiles(directory=Path(speakerscribe.__file__).parent / "static", html=True))
 
@@ -212,6 +213,7 @@ class SpeechIngress:
         self.settings = settings
         start_heap_trimmer(settings.heap_trim_interval_s)
         self.api_keys = ApiKeys(settings.api_keys, settings.api_keys_file, settings.admin_api_keys)
+        api.state.api_keys = self.api_keys  # ApiKeyMiddleware's keys
         self.webhook_policy = WebhookPolicy(settings.webhook_allow)
         self._live_sessions = SessionCounter(settings.live_max_sessions_per_key)
         self.stages = HandleStages(
@@ -250,7 +252,6 @@ class SpeechIngress:
     )
     async def create_transcription(self, request: Request) -> Response:
         """Transcribe (and by default diarize) an uploaded audio file, as OpenAI's endpoint."""
-        self.api_keys.check(request.headers.get("authorization"))
         fields, data = await self._read_form(request)
         transcription_request = TranscriptionRequest.from_form(fields)
         service = self.service
@@ -282,7 +283,6 @@ class SpeechIngress:
         English-only models (the embedded tiny.en) can only answer English audio, which
         needs no translation; multilingual models translate with Whisper's translate task.
         """
-        self.api_keys.check(request.headers.get("authorization"))
         fields, data = await self._read_form(request)
         translation_request = TranslationRequest.from_form(fields)
         result = await self.service.transcribe(
@@ -304,13 +304,11 @@ class SpeechIngress:
         return PlainTextResponse(body, media_type=media_type, headers=headers)
 
     @api.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES)
-    async def list_models(self, request: Request) -> ModelList:
-        self.api_keys.check(request.headers.get("authorization"))
+    async def list_models(self) -> ModelList:
         return ModelList(data=[ModelCard(id=model) for model in self.settings.model_ids])
 
     @api.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=ERROR_RESPONSES)
-    async def get_model(self, model_id: str, request: Request) -> ModelCard:
-        self.api_keys.check(request.headers.get("authorization"))
+    async def get_model(self, model_id: str) -> ModelCard:
         if model_id not in self.settings.model_ids:
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return ModelCard(id=model_id)
@@ -500,7 +498,7 @@ class SpeechIngress:
 
     async def _submit_job(self, request: Request, task: str) -> JSONResponse:
         """Validate everything a job can be checked for up front, then queue it."""
-        caller = self.api_keys.caller(request.headers.get("authorization"))
+        caller: Caller = request.state.caller
         fields, data = await self._read_form(request)
         webhook_url = blank_is_none(fields.pop("webhook_url", None))
         if webhook_url is not None:
@@ -525,7 +523,8 @@ class SpeechIngress:
         )
 
     def _viewer(self, request: Request) -> str | None:
-        return self.api_keys.caller(request.headers.get("authorization")).viewer
+        caller: Caller = request.state.caller
+        return caller.viewer
 
     async def _check_webhook(self, url: str) -> None:
         """Refuse, before anything is queued, a webhook the server would not deliver."""

@@ -11,6 +11,10 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from speakerscribe.errors import SpeechServerError
 
 
@@ -84,3 +88,38 @@ class ApiKeys:
         if not matched:
             raise AuthenticationError("invalid API key")
         return candidate.decode()
+
+
+PROTECTED_PREFIX = "/v1/"
+"""Every API route; the page, ``/health``, ``/docs`` and the OpenAPI schema stay open."""
+
+
+class ApiKeyMiddleware:
+    """One gate for every HTTP route under ``/v1/``: a request without a known key gets a
+    401 before its body is read, and routes find the checked caller on ``request.state``.
+
+    The keys are the app's ``state.api_keys`` (an ``ApiKeys``), set when the replica starts;
+    a route added later is protected without doing anything. WebSockets authenticate in
+    their handshake (browsers send the key as a subprotocol), so they are let through.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _route_path(scope).startswith(PROTECTED_PREFIX):
+            keys: ApiKeys = getattr(scope["app"].state, "api_keys", None) or ApiKeys()
+            try:
+                caller = keys.caller(Headers(scope=scope).get("authorization"))
+            except AuthenticationError as error:
+                response = JSONResponse(error.to_openai(), status_code=error.status_code)
+                await response(scope, receive, send)
+                return
+            scope.setdefault("state", {})["caller"] = caller
+        await self.app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path inside the application (Serve mounts an app under its route prefix)."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

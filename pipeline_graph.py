@@ -18,30 +18,29 @@ from deployments.diarizer import Diarizer  # noqa: E402 (after the native check)
 from deployments.ingress import SpeechIngress  # noqa: E402
 from deployments.jobs import JobRunner  # noqa: E402
 from deployments.separator import VocalSeparator  # noqa: E402
+from deployments.stages import StageHandles  # noqa: E402
 from deployments.transcriber import Transcriber  # noqa: E402
 from speakerscribe.settings import Settings, load_settings  # noqa: E402
 
 
 def build(args: Settings) -> Application:
-    """Settings → ingress bound to separator, transcriber, diarizer and job runner handles."""
+    """Settings → the ingress, bound to one ``StageHandles`` and the job runner."""
     if not isinstance(args, Settings):  # a plain dict, e.g. from an older Serve
         args = load_settings(**dict(args or {}))
     # @serve.deployment makes each class a Deployment; mypy keeps a decorated class's own type
     # each replica gets the settings without the secrets it does not use
-    transcriber = Transcriber.options(  # type: ignore[attr-defined]
-        user_config={
-            "max_batch_size": args.max_batch_size,
-            "batch_wait_timeout_s": args.batch_wait_timeout_s,
-        }
-    ).bind(args.for_stage("transcriber"))
-    separator = VocalSeparator.bind(args.for_stage("separator"))  # type: ignore[attr-defined]
-    diarizer = Diarizer.bind(args.for_stage("diarizer"))  # type: ignore[attr-defined]
-    job_runner = JobRunner.bind(  # type: ignore[attr-defined]
-        args.for_stage("job_runner"), separator, transcriber, diarizer
+    handles = StageHandles(
+        separator=VocalSeparator.bind(args.for_stage("separator")),  # type: ignore[attr-defined]
+        transcriber=Transcriber.options(  # type: ignore[attr-defined]
+            user_config={
+                "max_batch_size": args.max_batch_size,
+                "batch_wait_timeout_s": args.batch_wait_timeout_s,
+            }
+        ).bind(args.for_stage("transcriber")),
+        diarizer=Diarizer.bind(args.for_stage("diarizer")),  # type: ignore[attr-defined]
     )
-    return SpeechIngress.bind(  # type: ignore[attr-defined]
-        args.for_stage("ingress"), separator, transcriber, diarizer, job_runner
-    )
+    job_runner = JobRunner.bind(args.for_stage("job_runner"), handles)  # type: ignore[attr-defined]
+    return SpeechIngress.bind(args.for_stage("ingress"), handles, job_runner)  # type: ignore[attr-defined]
 
 
 app = build(load_settings())

@@ -29,7 +29,7 @@ from starlette.types import Message
 
 import speakerscribe
 from deployments.jobs import job_table, request_for
-from deployments.stages import HandleStages
+from deployments.stages import HandleStages, StageHandles
 from speakerscribe.auth import ApiKeyMiddleware, ApiKeys, Caller
 from speakerscribe.errors import (
     InvalidRequestError,
@@ -205,9 +205,7 @@ class SpeechIngress:
     def __init__(
         self,
         settings: Settings,
-        separator: DeploymentHandle,
-        transcriber: DeploymentHandle,
-        diarizer: DeploymentHandle,
+        handles: StageHandles,
         job_runner: DeploymentHandle,
     ):
         self.settings = settings
@@ -216,9 +214,7 @@ class SpeechIngress:
         api.state.api_keys = self.api_keys  # ApiKeyMiddleware's keys
         self.webhook_policy = WebhookPolicy(settings.webhook_allow)
         self._live_sessions = SessionCounter(settings.live_max_sessions_per_key)
-        self.stages = HandleStages(
-            settings.model_id, separator, transcriber, diarizer, retries=settings.stage_retries
-        )
+        self.stages = HandleStages(settings.model_id, handles, retries=settings.stage_retries)
         self.service = TranscriptionService(settings, self.stages)
         self.job_runner = job_runner
         self.jobs = job_table(settings)
@@ -555,17 +551,12 @@ class SpeechIngress:
         A replica answers only once its __init__ has loaded its models, so 200 means the
         default models are loaded on at least one replica of each stage.
         """
-        names = ("separator", "transcriber", "diarizer", "job_runner")
-        handles = [
-            self.stages.separator,
-            self.stages.transcriber,
-            self.stages.diarizer,
-            self.job_runner,
-        ]
+        handles = {**self.stages.handles.by_name(), "job_runner": self.job_runner}
         results = await asyncio.gather(
-            *[asyncio.wait_for(_ready(h), timeout=5.0) for h in handles], return_exceptions=True
+            *[asyncio.wait_for(_ready(h), timeout=5.0) for h in handles.values()],
+            return_exceptions=True,
         )
-        status = {name: (r is True) for name, r in zip(names, results, strict=True)}
+        status = {name: (r is True) for name, r in zip(handles, results, strict=True)}
         healthy = all(status.values())
         return JSONResponse(
             {

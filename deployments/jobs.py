@@ -19,9 +19,8 @@ from typing import cast
 import ray
 from ray import serve
 from ray.actor import ActorHandle
-from ray.serve.handle import DeploymentHandle
 
-from deployments.stages import HandleStages
+from deployments.stages import HandleStages, StageHandles
 from speakerscribe.errors import ModelFailureError, SpeechServerError
 from speakerscribe.jobs import JobTable
 from speakerscribe.memory import start_heap_trimmer
@@ -67,17 +66,13 @@ class JobRunner:
     def __init__(
         self,
         settings: Settings,
-        separator: DeploymentHandle,
-        transcriber: DeploymentHandle,
-        diarizer: DeploymentHandle,
+        handles: StageHandles,
     ):
         self.settings = settings
         start_heap_trimmer(settings.heap_trim_interval_s)
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         self.table = job_table(settings)
-        stages = HandleStages(
-            settings.model_id, separator, transcriber, diarizer, retries=settings.stage_retries
-        )
+        stages = HandleStages(settings.model_id, handles, retries=settings.stage_retries)
         self.service = TranscriptionService(settings, stages, queue_for_budget=True)
         self.running: dict[str, asyncio.Task] = {}
         secret = settings.webhook_secret

@@ -1,6 +1,7 @@
 """The model stages as the ingress and the job runner reach them: through DeploymentHandles."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -12,22 +13,30 @@ from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import Diarization, DiarizationOptions, Segment
 
 
+@dataclass(frozen=True)
+class StageHandles:
+    """The model stages' deployments, bound once in ``pipeline_graph.build`` and passed
+    whole to the ingress and the job runner (Serve finds bound deployments inside it):
+    a new stage is a field here and a line there."""
+
+    separator: DeploymentHandle
+    transcriber: DeploymentHandle
+    diarizer: DeploymentHandle
+
+    def by_name(self) -> dict[str, DeploymentHandle]:
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
 class HandleStages:
     """``speakerscribe.serving.Stages`` over DeploymentHandles; a call whose replica died is
     sent again (``retries`` times), counted in ``speakerscribe_stage_retries_total``."""
 
-    def __init__(
-        self,
-        default_model: str,
-        separator: DeploymentHandle,
-        transcriber: DeploymentHandle,
-        diarizer: DeploymentHandle,
-        retries: int = 2,
-    ):
+    def __init__(self, default_model: str, handles: StageHandles, retries: int = 2):
         self.default_model = default_model
-        self.separator = separator
-        self.transcriber = transcriber
-        self.diarizer = diarizer
+        self.handles = handles
+        self.separator = handles.separator
+        self.transcriber = handles.transcriber
+        self.diarizer = handles.diarizer
         self.retries = retries
         self._retried = metrics.Counter(
             "speakerscribe_stage_retries_total",

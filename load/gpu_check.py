@@ -185,21 +185,22 @@ def application(settings, options: dict[str, dict]):
     from deployments.ingress import SpeechIngress
     from deployments.jobs import JobRunner
     from deployments.separator import VocalSeparator
+    from deployments.stages import StageHandles
     from deployments.transcriber import Transcriber
 
     batching = {
         "max_batch_size": settings.max_batch_size,
         "batch_wait_timeout_s": settings.batch_wait_timeout_s,
     }
-    transcriber = Transcriber.options(user_config=batching, **options["Transcriber"]).bind(settings)
-    separator = VocalSeparator.options(**options["VocalSeparator"]).bind(settings)
-    diarizer = Diarizer.options(**options["Diarizer"]).bind(settings)
-    job_runner = JobRunner.options(**options["JobRunner"]).bind(
-        settings, separator, transcriber, diarizer
+    handles = StageHandles(
+        separator=VocalSeparator.options(**options["VocalSeparator"]).bind(settings),
+        transcriber=Transcriber.options(user_config=batching, **options["Transcriber"]).bind(
+            settings
+        ),
+        diarizer=Diarizer.options(**options["Diarizer"]).bind(settings),
     )
-    return SpeechIngress.options(**options["SpeechIngress"]).bind(
-        settings, separator, transcriber, diarizer, job_runner
-    )
+    job_runner = JobRunner.options(**options["JobRunner"]).bind(settings, handles)
+    return SpeechIngress.options(**options["SpeechIngress"]).bind(settings, handles, job_runner)
 
 
 def app_options(gpu: bool, transcriber_gpu: float, diarizer_gpu: float) -> dict[str, dict]:

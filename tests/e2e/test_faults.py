@@ -82,13 +82,16 @@ def test_overload_gets_503_with_retry_after(app_named, testdata):
     from deployments.ingress import SpeechIngress
     from deployments.jobs import JobRunner
     from deployments.separator import VocalSeparator
+    from deployments.stages import StageHandles
     from deployments.transcriber import Transcriber
     from speakerscribe.settings import load_settings
 
     settings = load_settings(enable_speaker_diarization=False)
-    stages = (VocalSeparator.bind(settings), Transcriber.bind(settings), Diarizer.bind(settings))
+    stages = StageHandles(
+        VocalSeparator.bind(settings), Transcriber.bind(settings), Diarizer.bind(settings)
+    )
     tight = SpeechIngress.options(max_ongoing_requests=1, max_queued_requests=1).bind(
-        settings, *stages, JobRunner.bind(settings, *stages)
+        settings, stages, JobRunner.bind(settings, stages)
     )
     base = app_named("tight", tight)
     sample = (testdata / "pyannote/sample.wav").read_bytes()

@@ -67,6 +67,7 @@ def test_the_graph_binds_stage_settings_without_foreign_secrets():
     """What ``serve run`` ships to each replica: the bound init arguments of the DAG."""
     from ray.serve.deployment import Application
 
+    from deployments.stages import StageHandles
     from pipeline_graph import build
 
     app = build(load_settings(hf_token="hf_secret", api_keys=["k1"]))
@@ -77,6 +78,9 @@ def test_the_graph_binds_stage_settings_without_foreign_secrets():
         for argument in deployment.init_args:
             if isinstance(argument, Application):
                 walk(argument)
+            elif isinstance(argument, StageHandles):
+                for handle in argument.by_name().values():
+                    walk(handle)
             elif hasattr(argument, "api_keys"):
                 seen[deployment.name] = argument
 

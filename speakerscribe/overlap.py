@@ -223,25 +223,12 @@ class OverlapDetector:
     (``second_speaker_curve``) is binarised with hysteresis (``onset``/``offset``), and
     regions shorter than ``min_duration_on`` are dropped.
 
-    Defaults were chosen with ``load/evaluate_overlap.py`` on pyannote's test audio
-    (AMI excerpts dev00/dev01 and the phone call sample.wav), trading coverage of
-    the reference overlap by flagged Whisper words against flagged time outside it:
+    Defaults were chosen with ``load/evaluate_overlap.py`` (which prints the trade-off
+    behind them: reference overlap covered by flagged words against flagged time outside
+    it). A high quantile of the second activation, not pyannote 3's mean over chunks,
+    because short far-field overlaps keep that mean under any useful onset.
 
-    - pyannote 3's recipe (hamming-weighted mean over chunks, onset 0.448) finds
-      nothing on dev00/dev01: their overlaps are short (0.1-1.2 s) and far-field, the
-      mean second activation there stays under 0.25.
-    - the soft speaker count and the ratio of second to first activation behaved
-      like the second activation, no better; the diarizer's per-frame speaker count
-      is never 2 on dev00/dev01; restricting to local speakers of different clusters
-      loses what the clustering merged.
-    - the 0.9 quantile with a 10% warm-up trim keeps the one long dev00 overlap
-      (peak about 0.25) that a mean loses; the max keeps it too but flags half as
-      much again elsewhere. With a 0.2 s step, onsets 0.15-0.25 all cover >= 0.57 of
-      dev00+dev01's overlap; 0.2 is the middle. offset = onset keeps regions tight.
-    - a 0.1 s step gives the same coverage at 0.2 for twice the compute; 0.2 s
-      costs about 0.1x real time on 2 CPU cores.
-
-    Three files are few: these numbers say "works on these", not "generalises".
+    Tuned on three files (the AMI excerpts and a phone call): "works on these".
     The model is shared with the diarizer (``Inference`` moves it to ``device``),
     so build this on the diarizer's device and call it under the same lock.
     """

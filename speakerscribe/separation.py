@@ -121,10 +121,8 @@ class SoftMaskSeparator:
     ``n_fft`` is large (256 ms at 16 kHz) so that steady music partials fall in narrow bins
     the time median can catch; the hop is a quarter of it.
 
-    Tuned on jfk.flac under music_with_vocals.mp3 at -5..-8 dB SNR, 5 music offsets (mean
-    Whisper tiny.en WER 0.65 mixed, 0.38 separated), checked on pyannote's sample.wav under
-    the same music (0.83 -> 0.60 at +3..-3 dB); see ``tests/unit/test_separation.py``.
-    Costs 0.03-0.05 x real time on a 2-core CPU (20 min of audio: 35-55 s).
+    Tuned on speech under music at negative SNRs; ``tests/unit/test_separation.py`` shows
+    what it does to Whisper's WER there.
     """
 
     def __init__(

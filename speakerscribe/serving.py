@@ -334,9 +334,16 @@ class TranscriptionService:
         self, prepared: PreparedAudio, progress: Progress
     ) -> TranscriptionResult:
         if prepared.diarizing is not None:
-            track_segments = await self._transcribe_tracks(prepared)
-            progress("diarization", 1.0)  # all that can be left is the diarizer
-            diarization = await prepared.diarizing
+
+            async def transcribed_then_diarizing() -> list[list[Segment]]:
+                segments = await self._transcribe_tracks(prepared)
+                progress("diarization", 1.0)  # all that can be left is the diarizer
+                return segments
+
+            # together, so that a failing diarizer ends the request at once
+            track_segments, diarization = await asyncio.gather(
+                transcribed_then_diarizing(), prepared.diarizing
+            )
         else:
             track_segments, diarization = await self._transcribe_tracks(prepared), Diarization([])
         progress("merge", 1.0)
@@ -350,6 +357,7 @@ class TranscriptionService:
             async for event in self._stream_events(prepared):
                 yield event
         finally:
+            prepared.cancel_diarizing()
             prepared.release()
 
     async def _stream_events(self, prepared: PreparedAudio) -> AsyncIterator[dict]:

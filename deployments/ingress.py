@@ -24,8 +24,6 @@ from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
-from starlette.datastructures import UploadFile
-from starlette.types import Message
 
 import speakerscribe
 from deployments.jobs import job_table, request_for
@@ -36,11 +34,10 @@ from speakerscribe.errors import (
     ModelFailureError,
     ModelNotFoundError,
     OverloadedError,
-    PayloadTooLargeError,
     SpeechServerError,
-    UnsupportedMediaError,
 )
 from speakerscribe.formats import render
+from speakerscribe.forms import read_upload_form
 from speakerscribe.live_limits import (
     LiveLimitError,
     RealTimePace,
@@ -49,7 +46,6 @@ from speakerscribe.live_limits import (
 )
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.protocol import (
-    LIST_FIELDS,
     ErrorResponse,
     ModelCard,
     ModelList,
@@ -148,26 +144,6 @@ async def _sse(events):
         failure = ModelFailureError("transcription failed while streaming")
         yield f"data: {json.dumps({'type': 'error', **failure.to_openai()})}\n\n"
     yield "data: [DONE]\n\n"
-
-
-def _with_body_limit(request: Request, limit: int) -> Request:
-    """The same request, but reading its body stops with a 413 once past ``limit`` bytes.
-
-    Covers chunked uploads and lying Content-Length headers; the multipart parser
-    never sees more than the limit.
-    """
-    received = 0
-
-    async def receive() -> Message:
-        nonlocal received
-        message = await request.receive()
-        if message["type"] == "http.request":
-            received += len(message.get("body", b""))
-            if received > limit:
-                raise PayloadTooLargeError(f"upload is over the {limit} byte limit", param="file")
-        return message
-
-    return Request(request.scope, receive)
 
 
 async def _ready(handle: DeploymentHandle) -> bool:
@@ -568,56 +544,4 @@ class SpeechIngress:
         )
 
     async def _read_form(self, request: Request) -> tuple[dict[str, Any], bytes]:
-        """Multipart form → (fields, file bytes); size checked before the body is read."""
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith(
-            ("multipart/form-data", "application/x-www-form-urlencoded")
-        ):
-            raise UnsupportedMediaError(
-                "send the audio as multipart/form-data with a 'file' field", param="file"
-            )
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.settings.max_upload_bytes:
-            raise PayloadTooLargeError(
-                f"upload of {int(declared)} bytes is over the "
-                f"{self.settings.max_upload_bytes} byte limit",
-                param="file",
-            )
-        fields: dict[str, Any] = {}
-        data: bytes | None = None
-        request = _with_body_limit(request, self.settings.max_upload_bytes)
-        try:
-            # text fields hold known speakers' reference clips as data URLs (10 s of CD audio:
-            # 2.4 MB)
-            async with request.form(
-                max_files=1, max_fields=64, max_part_size=8 * 1024 * 1024
-            ) as form:
-                for key in form.keys():
-                    name = key.removesuffix("[]")
-                    values = form.getlist(key)
-                    if name == "file":
-                        upload = values[-1]
-                        if not isinstance(upload, UploadFile):
-                            raise InvalidRequestError("'file' must be a file upload", param="file")
-                        data = await upload.read()
-                    elif name in LIST_FIELDS:
-                        fields.setdefault(name, []).extend(values)
-                    elif "[" in name and name.endswith("]"):  # chunking_strategy[type]=server_vad
-                        parent, child = name[:-1].split("[", 1)
-                        nested = fields.setdefault(parent, {})
-                        if not isinstance(nested, dict):
-                            raise InvalidRequestError(f"{parent} is given twice", param=parent)
-                        nested[child] = values[-1]
-                    else:
-                        fields[name] = values[-1]
-        except SpeechServerError:
-            raise
-        except Exception as error:  # malformed multipart bodies
-            raise InvalidRequestError(f"could not parse the multipart form: {error}") from None
-        if data is None:
-            raise InvalidRequestError("the 'file' field is required", param="file")
-        if len(data) > self.settings.max_upload_bytes:
-            raise PayloadTooLargeError(
-                f"upload is over the {self.settings.max_upload_bytes} byte limit", param="file"
-            )
-        return fields, data
+        return await read_upload_form(request, self.settings.max_upload_bytes)

@@ -304,11 +304,17 @@ class TranscriptionService:
                 diarizing.cancel()
             raise
         progress("transcription", 0.0)
-        prepared = PreparedAudio(
-            request, tracks, plans, options, diarize, clock, diarization, progress
+        return PreparedAudio(
+            request,
+            tracks,
+            plans,
+            options,
+            diarize,
+            clock,
+            diarization,
+            progress,
+            diarizing=diarizing,
         )
-        prepared.diarizing = diarizing
-        return prepared
 
     async def transcribe(
         self,

@@ -19,14 +19,12 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from ray import serve
-from ray.exceptions import RayTaskError
 from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 import speakerscribe
-from deployments.jobs import job_table, request_for
 from deployments.stages import HandleStages, StageHandles
 from speakerscribe.auth import ApiKeyMiddleware, ApiKeys, Caller
 from speakerscribe.errors import (
@@ -38,6 +36,8 @@ from speakerscribe.errors import (
 )
 from speakerscribe.formats import render
 from speakerscribe.forms import read_upload_form
+from speakerscribe.jobs import open_job_store
+from speakerscribe.jobs.api import JobsApi, request_for
 from speakerscribe.live_limits import (
     LiveLimitError,
     RealTimePace,
@@ -193,7 +193,7 @@ class SpeechIngress:
         self.stages = HandleStages(settings.model_id, handles, retries=settings.stage_retries)
         self.service = TranscriptionService(settings, self.stages)
         self.job_runner = job_runner
-        self.jobs = job_table(settings)
+        self.jobs = JobsApi(open_job_store(settings, serve.get_replica_context().app_name))
         self._stage_seconds = metrics.Histogram(
             "speakerscribe_stage_seconds",
             description="Wall time of each pipeline stage of a request, seen from the ingress.",
@@ -435,20 +435,20 @@ class SpeechIngress:
     async def list_jobs(self, request: Request, limit: int = 100) -> JSONResponse:
         """This key's jobs (every job for an admin key, or on a server without keys)."""
         viewer = self._viewer(request)
-        jobs = await self._ask("list", max(1, min(limit, 1000)), viewer=viewer)
+        jobs = await self.jobs.list(max(1, min(limit, 1000)), viewer)
         return JSONResponse({"object": "list", "data": jobs})
 
     @api.get("/v1/audio/jobs/{job_id}", responses=ERROR_RESPONSES)
     async def get_job(self, job_id: str, request: Request) -> JSONResponse:
         """Status, stage and progress (the fraction of the audio transcribed)."""
-        return JSONResponse(await self._ask("get", job_id, viewer=self._viewer(request)))
+        return JSONResponse(await self.jobs.get(job_id, self._viewer(request)))
 
     @api.get("/v1/audio/jobs/{job_id}/result", responses=ERROR_RESPONSES)
     async def get_job_result(
         self, job_id: str, request: Request, response_format: str | None = None
     ) -> Response:
         """The finished result, in the submitted response_format or the one asked for here."""
-        job, result, form = await self._ask("result", job_id, viewer=self._viewer(request))
+        job, result, form = await self.jobs.result(job_id, self._viewer(request))
         chosen = response_format or job["response_format"]
         # the submitted form with this response_format: the same checks as a synchronous request
         asked = request_for(job["task"], {**form, "response_format": chosen})
@@ -462,11 +462,11 @@ class SpeechIngress:
     @api.post("/v1/audio/jobs/{job_id}/cancel", responses=ERROR_RESPONSES)
     async def cancel_job(self, job_id: str, request: Request) -> JSONResponse:
         """Stop a job: a queued one at once, a running one within about a second."""
-        return JSONResponse(await self._ask("cancel", job_id, viewer=self._viewer(request)))
+        return JSONResponse(await self.jobs.cancel(job_id, self._viewer(request)))
 
     @api.delete("/v1/audio/jobs/{job_id}", responses=ERROR_RESPONSES)
     async def delete_job(self, job_id: str, request: Request) -> JSONResponse:
-        return JSONResponse(await self._ask("delete", job_id, viewer=self._viewer(request)))
+        return JSONResponse(await self.jobs.delete(job_id, self._viewer(request)))
 
     async def _submit_job(self, request: Request, task: str) -> JSONResponse:
         """Validate everything a job can be checked for up front, then queue it."""
@@ -481,8 +481,7 @@ class SpeechIngress:
         self.service.resolve_model(transcription_request.model)
         self.service.check_speaker_limits(transcription_request)
         self.service.check_known_speakers(transcription_request)
-        job = await self._ask(
-            "submit",
+        job = await self.jobs.submit(
             fields,
             data,
             task=task,
@@ -506,15 +505,6 @@ class SpeechIngress:
                 param="webhook_url",
             )
         await asyncio.to_thread(self.webhook_policy.check, url)  # DNS: off the event loop
-
-    async def _ask(self, method: str, *args, **kwargs):
-        """Call the job table actor; its errors (404, 409, a failed job's own) are raised."""
-        try:
-            return await getattr(self.jobs, method).remote(*args, **kwargs)
-        except RayTaskError as error:
-            if isinstance(error.cause, SpeechServerError):
-                raise error.cause from None
-            raise
 
     @api.get("/", include_in_schema=False)
     async def home(self) -> RedirectResponse:

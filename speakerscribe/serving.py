@@ -56,6 +56,16 @@ class Progress(Protocol):
     def __call__(self, stage: str, fraction: float) -> None: ...
 
 
+class PieceCache(Protocol):
+    """Pieces an earlier attempt already decoded (background jobs resume from them)."""
+
+    def planned(self, pieces: int) -> None: ...
+
+    def reuse(self, track: int, piece: Piece) -> list[Segment] | None: ...
+
+    async def keep(self, track: int, piece: Piece, segments: list[Segment]) -> None: ...
+
+
 def _no_progress(stage: str, fraction: float) -> None:
     pass
 
@@ -93,6 +103,7 @@ class PreparedAudio:
     diarization: DiarizationOptions
     progress: Progress = _no_progress
     pieces_in_flight: asyncio.Semaphore | None = None
+    pieces: PieceCache | None = None
     transcribed_s: float = 0.0
     release: Callable[[], None] = lambda: None
     """Gives the request's decoded seconds back to the audio budget (idempotent)."""
@@ -194,12 +205,14 @@ class TranscriptionService:
         task: str = "transcribe",
         progress: Progress = _no_progress,
         pieces_in_flight: int | None = None,
+        pieces: PieceCache | None = None,
     ) -> PreparedAudio:
         """Everything that can fail on bad input: validate, decode, separate, chunk.
 
         Streaming answers call this before sending headers, so bad input still gets a 4xx.
         ``pieces_in_flight`` caps the pieces at the Transcriber at once (background jobs use
-        a smaller cap than the ``request_pieces_in_flight`` setting).
+        a smaller cap than the ``request_pieces_in_flight`` setting); ``pieces`` hands
+        back the ones an earlier attempt of a job already decoded, and keeps new ones.
         """
         model = self.resolve_model(request.model)
         self.check_speaker_limits(request)
@@ -229,6 +242,9 @@ class TranscriptionService:
         prepared.pieces_in_flight = asyncio.Semaphore(
             pieces_in_flight or self.settings.request_pieces_in_flight
         )
+        if pieces is not None:
+            pieces.planned(sum(len(plan) for plan in prepared.plans))
+            prepared.pieces = pieces
         return prepared
 
     async def _prepare_admitted(
@@ -323,13 +339,14 @@ class TranscriptionService:
         task: str = "transcribe",
         progress: Progress = _no_progress,
         pieces_in_flight: int | None = None,
+        pieces: PieceCache | None = None,
     ) -> TranscriptionResult:
         """Decode once; per track (the mix, or each channel): separate, chunk, transcribe.
 
         The diarizer runs on the whole mix concurrently with transcription; with
         ``multichannel`` each channel is its own speaker and no diarizer is needed.
         """
-        prepared = await self.prepare(data, request, task, progress, pieces_in_flight)
+        prepared = await self.prepare(data, request, task, progress, pieces_in_flight, pieces)
         try:
             return await self._run_prepared(prepared, progress)
         finally:
@@ -430,8 +447,10 @@ class TranscriptionService:
                     "transcription",
                     asyncio.gather(
                         *[
-                            self._transcribe_track(t, plan, prepared)
-                            for t, plan in zip(prepared.tracks, prepared.plans, strict=True)
+                            self._transcribe_track(index, t, plan, prepared)
+                            for index, (t, plan) in enumerate(
+                                zip(prepared.tracks, prepared.plans, strict=True)
+                            )
                         ]
                     ),
                     prepared.tracks[0].shape[0],
@@ -516,21 +535,26 @@ class TranscriptionService:
         return "en"
 
     async def _transcribe_track(
-        self, audio: np.ndarray, pieces: list[Piece], prepared: PreparedAudio
+        self, track: int, audio: np.ndarray, pieces: list[Piece], prepared: PreparedAudio
     ) -> list[Segment]:
         """All pieces of one track go to the Transcriber at once, so they can share batches."""
         results = await asyncio.gather(
-            *[self._transcribe_piece(audio, p, prepared) for p in pieces]
+            *[self._transcribe_piece(track, audio, p, prepared) for p in pieces]
         )
         return stitch(pieces, list(results))
 
     async def _transcribe_piece(
-        self, audio: np.ndarray, piece: Piece, prepared: PreparedAudio
+        self, track: int, audio: np.ndarray, piece: Piece, prepared: PreparedAudio
     ) -> list[Segment]:
-        async with prepared.pieces_in_flight or contextlib.nullcontext():
-            segments = await self.stages.transcribe(
-                audio[piece.start : piece.end], prepared.options
-            )
+        cache = prepared.pieces
+        segments = cache.reuse(track, piece) if cache is not None else None
+        if segments is None:
+            async with prepared.pieces_in_flight or contextlib.nullcontext():
+                segments = await self.stages.transcribe(
+                    audio[piece.start : piece.end], prepared.options
+                )
+            if cache is not None:
+                await cache.keep(track, piece, segments)
         prepared.piece_done(piece)
         return segments
 

@@ -18,6 +18,7 @@ from speakerscribe.embedded import DEFAULT_MODEL_CACHE
 from speakerscribe.protocol import DEFAULT_MODEL, OPENAI_MODEL_IDS
 
 ENV_PREFIX = "SPEAKERSCRIBE_"
+DEFAULT_DATA_DIR = Path("~/.local/share/speakerscribe").expanduser()
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -134,6 +135,30 @@ class Settings(BaseSettings):
     max_jobs: int = Field(
         64, ge=1, description="jobs kept at once (queued, running or finished but not expired)"
     )
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="where the server keeps what must survive a restart: the job store's "
+        "SQLite file (jobs.sqlite3) and large job payloads (blobs/); created at start-up",
+    )
+    job_store_url: SecretStr | None = Field(
+        None,
+        description="the job database: empty for SQLite under data_dir, or a PostgreSQL URL "
+        "(postgresql://user:password@host/db) that every node of a cluster reaches",
+    )
+    job_blob_url: str | None = Field(
+        None,
+        description="where uploads and results over job_inline_max_bytes go: empty for "
+        "data_dir/blobs, or any fsspec URL (s3://bucket/prefix, gs://…) every node reaches",
+    )
+    job_inline_max_bytes: int = Field(
+        1 << 20, ge=0, description="payloads up to this size stay in the job database's rows"
+    )
+    job_stale_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="a running job whose runner sent no heartbeat for this long (its replica "
+        "or node is gone) is queued again and resumes from its finished pieces",
+    )
     request_pieces_in_flight: int = Field(
         16,
         ge=1,
@@ -205,10 +230,10 @@ class Settings(BaseSettings):
         "wait. One upload longer than the budget runs when it is alone. 0: no budget",
     )
 
-    @field_validator("model_cache_dir", mode="after")
+    @field_validator("model_cache_dir", "data_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
+        return value.expanduser().absolute()  # replicas do not share the builder's cwd
 
     @field_validator("separation_repo", mode="after")
     @classmethod
@@ -314,10 +339,18 @@ class Settings(BaseSettings):
         return self.model_copy(update=blank)
 
 
-SECRETS = ("hf_token", "webhook_secret", "api_keys", "api_keys_file", "admin_api_keys")
+SECRETS = (
+    "hf_token",
+    "webhook_secret",
+    "api_keys",
+    "api_keys_file",
+    "admin_api_keys",
+    "job_store_url",
+)
 STAGE_SECRETS: dict[str, tuple[str, ...]] = {
-    "ingress": SECRETS,  # checks keys; refuses webhook jobs when nothing can sign them
-    "job_runner": ("webhook_secret",),  # signs job webhooks
+    # checks keys; refuses webhook jobs when nothing can sign them; reads and writes jobs
+    "ingress": SECRETS,
+    "job_runner": ("webhook_secret", "job_store_url"),  # signs job webhooks; works on jobs
     "diarizer": ("hf_token",),  # gated pyannote pipelines
     "transcriber": (),
     "separator": (),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import tempfile
 import time
 
 import pytest
@@ -16,6 +17,8 @@ BASE_URL = f"http://127.0.0.1:{PORT}"
 # 127.0.0.1): only that name, so every other loopback spelling is still refused.
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"speakerscribe-e2e-webhook-secret").decode()
 WEBHOOK_ALLOW = ["localhost"]
+# Jobs are kept on disk (the job store under data_dir): each test session starts empty.
+os.environ.setdefault("SPEAKERSCRIBE_DATA_DIR", tempfile.mkdtemp(prefix="speakerscribe-e2e-"))
 
 
 @pytest.fixture(scope="session")

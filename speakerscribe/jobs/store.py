@@ -1,0 +1,573 @@
+"""The job store: every job, its uploaded audio, finished pieces and result, in a database.
+
+SQLite (a file under the data directory, WAL mode) by default; any PostgreSQL URL for a
+cluster whose nodes share one database. Every ingress and runner replica opens the same
+store, so a job outlives the replica that accepted it, the runner that worked on it and
+the whole cluster. Payloads over ``inline_max_bytes`` (most uploads) go to a
+``BlobStore`` (files under the data directory, or any fsspec URL) and the row keeps
+their key. All methods are synchronous and short; async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from speakerscribe.errors import RateLimitError, SpeechServerError
+from speakerscribe.jobs.blobs import BlobStore
+from speakerscribe.jobs.model import (
+    FINISHED,
+    MAX_ATTEMPTS,
+    Job,
+    JobNotFinishedError,
+    JobNotFoundError,
+    JobStatus,
+    StoredJobError,
+    visible,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task", String(16), nullable=False),
+    Column("form", JSON, nullable=False),
+    Column("response_format", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("webhook_url", String(2048)),
+    Column("owner", String(128)),
+    Column("webhook", JSON),
+    Column("status", String(16), nullable=False),
+    Column("stage", String(32)),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("error", JSON),
+    Column("error_status", Integer),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("runner", String(64)),
+    Column("heartbeat_at", Float),
+    Column("pieces_total", Integer, nullable=False, default=0),
+    Column("pieces_done", Integer, nullable=False, default=0),
+    Column("pieces_reused", Integer, nullable=False, default=0),
+    Column("audio", LargeBinary),
+    Column("audio_key", String(256)),
+    Column("result", LargeBinary),
+    Column("result_key", String(256)),
+    Index("jobs_by_status", "status", "created_at"),
+    Index("jobs_by_finish", "finished_at"),
+)
+
+job_pieces = Table(
+    "job_pieces",
+    metadata,
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("saved_at", Float, nullable=False),
+)
+
+schema_versions = Table(
+    "schema_versions",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+
+def _create_v1(connection: Connection) -> None:
+    metadata.create_all(connection, tables=[jobs, job_pieces])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+"""Schema version N is ``MIGRATIONS[N - 1]``; start-up applies the missing ones in order.
+Append a function to change the schema; never edit one that has shipped."""
+
+JOB_FIELDS = tuple(f.name for f in fields(Job))
+_JOB_COLUMNS = [jobs.c[name] for name in JOB_FIELDS]
+
+
+def _sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def open_engine(url: str) -> Engine:
+    """An engine whose transactions lock the way the claim and the limits need.
+
+    SQLite: WAL (readers never wait for the writer), a busy timeout (writers from other
+    processes wait rather than fail), foreign keys on, and ``BEGIN IMMEDIATE`` so a
+    transaction that writes holds the write lock from its first statement. PostgreSQL:
+    the plain ``postgresql://`` scheme means psycopg 3.
+    """
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not _sqlite_url(url):
+        return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class JobStore:
+    """Jobs in a database; the state machine of ``speakerscribe.jobs.model``.
+
+    ``viewer``: the key hash whose jobs a caller may see, or None for every job (an open
+    server, or an admin key).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        blobs: BlobStore,
+        *,
+        ttl_s: float = 86_400.0,
+        max_jobs: int = 64,
+        stale_after_s: float = 30.0,
+        inline_max_bytes: int = 1 << 20,
+    ):
+        self.url = url
+        self.engine = open_engine(url)
+        self.blobs = blobs
+        self.ttl_s = ttl_s
+        self.max_jobs = max_jobs
+        self.stale_after_s = stale_after_s
+        self.inline_max_bytes = inline_max_bytes
+        self._postgres = self.engine.dialect.name == "postgresql"
+        self.migrate()
+
+    # --- schema -------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply the missing migrations (one process at a time) and return the version."""
+        with self._writing() as connection:
+            schema_versions.create(connection, checkfirst=True)
+            current = connection.scalar(select(func.max(schema_versions.c.version))) or 0
+            for version in range(current + 1, len(MIGRATIONS) + 1):
+                MIGRATIONS[version - 1](connection)
+                connection.execute(
+                    insert(schema_versions).values(version=version, applied_at=time.time())
+                )
+        return len(MIGRATIONS)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One transaction that may write; on PostgreSQL it holds the store's advisory lock,
+        so the job count and the schema change one writer at a time (claims do not take it:
+        ``SKIP LOCKED`` lets them run side by side)."""
+        with self.engine.begin() as connection:
+            if self._postgres:
+                connection.execute(text("SELECT pg_advisory_xact_lock(7305124)"))
+            yield connection
+
+    # --- clients (through the ingress) -------------------------------------------------
+
+    def submit(
+        self,
+        form: dict[str, Any],
+        audio: bytes,
+        *,
+        task: str = "transcribe",
+        response_format: str = "json",
+        webhook_url: str | None = None,
+        owner: str | None = None,
+    ) -> dict[str, Any]:
+        self.expire()
+        job = Job(
+            id=f"job_{uuid.uuid4().hex}",
+            task=task,  # type: ignore[arg-type]
+            form=form,
+            response_format=response_format,
+            created_at=time.time(),
+            webhook_url=webhook_url,
+            owner=owner,
+        )
+        payload = self._payload("audio", job.id, audio)  # written before the row points at it
+        with self._writing() as connection:
+            kept = connection.scalar(select(func.count()).select_from(jobs)) or 0
+            if kept >= self.max_jobs:
+                self._drop_blobs([payload.get("audio_key")])
+                raise RateLimitError(
+                    f"{self.max_jobs} jobs are kept already; delete finished ones or wait for "
+                    "them to expire",
+                    code="too_many_jobs",
+                )
+            connection.execute(insert(jobs).values(**_row(job), **payload))
+        return job.public()
+
+    def get(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
+        return self._job(job_id, viewer).public()
+
+    def list(self, limit: int = 100, viewer: str | None = None) -> builtins.list[dict[str, Any]]:
+        self.expire()
+        query = select(*_JOB_COLUMNS).order_by(jobs.c.created_at.desc()).limit(limit)
+        if viewer is not None:
+            query = query.where(jobs.c.owner == viewer)
+        with self.engine.connect() as connection:
+            return [_job(row).public() for row in connection.execute(query)]
+
+    def result(
+        self, job_id: str, viewer: str | None = None
+    ) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
+        """(job, stored result, submitted form) of a succeeded job; a failed job's own error."""
+        job = self._job(job_id, viewer)
+        if job.status == "succeeded":
+            with self.engine.connect() as connection:
+                row = connection.execute(
+                    select(jobs.c.result, jobs.c.result_key).where(jobs.c.id == job_id)
+                ).one()
+            return job.public(), self._read(row.result, row.result_key), job.form
+        if job.status == "failed" and job.error:
+            raise StoredJobError(job.error, job.error_status or 500)
+        if job.status == "cancelled":
+            raise JobNotFinishedError(
+                f"job {job_id} was cancelled; it has no result", param="job_id"
+            )
+        raise JobNotFinishedError(
+            f"job {job_id} is {job.status} ({job.progress:.0%} done); poll it until it succeeds",
+            param="job_id",
+        )
+
+    def cancel(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
+        """A queued job ends at once; a running one is told at its runner's next heartbeat."""
+        job = self._job(job_id, viewer)
+        with self._writing() as connection:
+            if not self._end(connection, job_id, "cancelled", where=jobs.c.status == "queued"):
+                connection.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status == "running")
+                    .values(status="cancelling")
+                )
+        return self._job(job.id, viewer).public()
+
+    def delete(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
+        """Forget a finished job with its files; a running one is cancelled first."""
+        public = self.cancel(job_id, viewer)
+        deleted = public["status"] in FINISHED
+        if deleted:
+            with self._writing() as connection:
+                keys = self._delete_rows(connection, jobs.c.id == job_id)
+            self._drop_blobs(keys)
+        return {**public, "deleted": deleted}
+
+    # --- runners ------------------------------------------------------------------------
+
+    def claim(self, runner: str) -> tuple[dict[str, Any], bytes] | None:
+        """The oldest queued job, now running on ``runner``, with its audio (one statement:
+        two runners never get the same job)."""
+        self.requeue_stale()
+        now = time.time()
+        oldest = (
+            select(jobs.c.id)
+            .where(jobs.c.status == "queued")
+            .order_by(jobs.c.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE locks
+            .scalar_subquery()
+        )
+        claim = (
+            update(jobs)
+            .where(jobs.c.id == oldest, jobs.c.status == "queued")
+            .values(
+                status="running",
+                runner=runner,
+                attempts=jobs.c.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                stage="queued",
+                progress=0.0,
+                pieces_done=0,
+                pieces_reused=0,
+            )
+            .returning(*_JOB_COLUMNS, jobs.c.audio, jobs.c.audio_key)
+        )
+        with self.engine.begin() as connection:
+            row = connection.execute(claim).one_or_none()
+        if row is None:
+            return None
+        job = _job(row)
+        return _as_dict(job), self._read(row.audio, row.audio_key)
+
+    def heartbeat(
+        self,
+        job_id: str,
+        runner: str,
+        stage: str | None,
+        progress: float,
+        pieces: tuple[int, int, int] | None = None,
+    ) -> bool:
+        """Record progress (and ``pieces``: total, done, reused); True tells the runner to
+        stop (cancelled, or no longer its job)."""
+        values: dict[str, Any] = {
+            "heartbeat_at": time.time(),
+            "progress": func.max(jobs.c.progress, min(max(progress, 0.0), 1.0))
+            if not self._postgres
+            else func.greatest(jobs.c.progress, min(max(progress, 0.0), 1.0)),
+        }
+        if stage is not None:
+            values["stage"] = stage
+        if pieces is not None:
+            values["pieces_total"], values["pieces_done"], values["pieces_reused"] = pieces
+        with self.engine.begin() as connection:
+            status = connection.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.runner == runner,
+                    jobs.c.status.in_(("running", "cancelling")),
+                )
+                .values(**values)
+                .returning(jobs.c.status)
+            ).scalar_one_or_none()
+        return status != "running"
+
+    def save_piece(self, job_id: str, key: str, payload: bytes) -> None:
+        """A finished piece's words, kept until the job ends so a later attempt reuses them."""
+        dialect = postgresql if self._postgres else sqlite
+        statement = (
+            dialect.insert(job_pieces)
+            .values(job_id=job_id, key=key, payload=payload, saved_at=time.time())
+            .on_conflict_do_nothing()
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def pieces(self, job_id: str) -> dict[str, bytes]:
+        """Every piece an earlier attempt of this job finished, by key."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(job_pieces.c.key, job_pieces.c.payload).where(job_pieces.c.job_id == job_id)
+            )
+            return {row.key: row.payload for row in rows}
+
+    def release(self, job_id: str, runner: str) -> bool:
+        """A runner that is shutting down gives its job back to the queue at once (without
+        spending one of its attempts); its pieces stay for the next runner."""
+        with self.engine.begin() as connection:
+            moved = connection.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.runner == runner, jobs.c.status == "running")
+                .values(
+                    status="queued",
+                    runner=None,
+                    stage="queued",
+                    heartbeat_at=None,
+                    attempts=jobs.c.attempts - 1,
+                )
+            ).rowcount
+        return bool(moved)
+
+    def finish(
+        self,
+        job_id: str,
+        runner: str,
+        status: JobStatus,
+        *,
+        result: bytes = b"",
+        error: SpeechServerError | None = None,
+    ) -> dict[str, Any] | None:
+        """The runner's last word; ignored if the job was handed to another runner meanwhile."""
+        # a large result is written before the row points at it, and dropped if not kept
+        payload = self._payload("result", job_id, result) if status == "succeeded" else {}
+        values: dict[str, Any] = {}
+        if error is not None:
+            values["error"] = error.to_openai()["error"]
+            values["error_status"] = error.status_code
+        with self._writing() as connection:
+            current = connection.execute(
+                select(jobs.c.status).where(
+                    jobs.c.id == job_id,
+                    jobs.c.runner == runner,
+                    jobs.c.status.in_(("running", "cancelling")),
+                )
+            ).scalar_one_or_none()
+            final: JobStatus = "cancelled" if current == "cancelling" else status
+            if final == "succeeded":
+                values.update(payload, progress=1.0)
+            ended = current is not None and self._end(connection, job_id, final, **values)
+        if final != "succeeded" or not ended:
+            self._drop_blobs([payload.get("result_key")])
+        return self._job(job_id).public() if ended else None
+
+    def record_webhook(self, job_id: str, outcome: dict[str, Any]) -> None:
+        """The runner's report of the job's webhook delivery."""
+        with self.engine.begin() as connection:
+            connection.execute(update(jobs).where(jobs.c.id == job_id).values(webhook=outcome))
+
+    def requeue_stale(self) -> builtins.list[str]:
+        """Jobs whose runner went silent (its replica or node died) go back to the queue,
+        or fail once they have used up their attempts."""
+        silent_since = time.time() - self.stale_after_s
+        silent = jobs.c.status.in_(("running", "cancelling")) & (jobs.c.heartbeat_at < silent_since)
+        with self._writing() as connection:
+            self._end(connection, None, "cancelled", where=silent & (jobs.c.status == "cancelling"))
+            self._end(
+                connection,
+                None,
+                "failed",
+                where=silent & (jobs.c.status == "running") & (jobs.c.attempts >= MAX_ATTEMPTS),
+                error={
+                    "message": f"the job's runner failed {MAX_ATTEMPTS} times",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "runner_failed",
+                },
+                error_status=500,
+            )
+            moved = connection.execute(
+                update(jobs)
+                .where(silent & (jobs.c.status == "running"))
+                .values(status="queued", runner=None, stage="queued")
+                .returning(jobs.c.id)
+            ).scalars()
+            return builtins.list(moved)
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    def expire(self) -> builtins.list[str]:
+        """Finished jobs older than ``ttl_s`` go, with their audio, pieces and result."""
+        expired = jobs.c.finished_at < time.time() - self.ttl_s
+        with self.engine.connect() as connection:
+            gone = builtins.list(connection.execute(select(jobs.c.id).where(expired)).scalars())
+        if not gone:
+            return []
+        with self._writing() as connection:
+            keys = self._delete_rows(connection, jobs.c.id.in_(gone) & expired)
+        self._drop_blobs(keys)
+        return gone
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- inside ---------------------------------------------------------------------------
+
+    def _end(
+        self,
+        connection: Connection,
+        job_id: str | None,
+        status: JobStatus,
+        *,
+        where: Any = None,
+        **values: Any,
+    ) -> bool:
+        """Jobs end: the audio and the pieces are not kept once a job is over."""
+        condition = jobs.c.id == job_id if job_id is not None else jobs.c.id.is_not(None)
+        if where is not None:
+            condition = condition & where
+        ended = builtins.list(
+            connection.execute(
+                update(jobs)
+                .where(condition)
+                .values(
+                    status=status,
+                    finished_at=time.time(),
+                    heartbeat_at=None,
+                    audio=None,
+                    audio_key=None,
+                    **values,
+                )
+                .returning(jobs.c.id)
+            ).scalars()
+        )
+        if not ended:
+            return False
+        connection.execute(delete(job_pieces).where(job_pieces.c.job_id.in_(ended)))
+        # the audio blob of an ended job: its key is gone from the row, the file goes too
+        for job_id_ended in ended:
+            self.blobs.delete(_blob_key("audio", job_id_ended))
+        return True
+
+    def _delete_rows(self, connection: Connection, condition: Any) -> builtins.list[str | None]:
+        rows = connection.execute(
+            delete(jobs).where(condition).returning(jobs.c.audio_key, jobs.c.result_key)
+        ).all()
+        return [key for row in rows for key in row]
+
+    def _job(self, job_id: str, viewer: str | None = None) -> Job:
+        self.expire()
+        with self.engine.connect() as connection:
+            row = connection.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
+        job = None if row is None else _job(row)
+        if job is None or not visible(job, viewer):
+            raise JobNotFoundError(
+                f"no job {job_id!r} (finished jobs expire after {self.ttl_s:.0f} s)", param="job_id"
+            )
+        return job
+
+    def _payload(self, kind: str, job_id: str, data: bytes) -> dict[str, Any]:
+        """Column values for a payload: inline when small, else a blob and its key."""
+        if len(data) <= self.inline_max_bytes:
+            return {kind: data, f"{kind}_key": None}
+        key = _blob_key(kind, job_id)
+        self.blobs.put(key, data)
+        return {kind: None, f"{kind}_key": key}
+
+    def _read(self, inline: bytes | None, key: str | None) -> bytes:
+        if key is not None:
+            return self.blobs.get(key)
+        return bytes(inline or b"")
+
+    def _drop_blobs(self, keys: builtins.list[str | None]) -> None:
+        for key in keys:
+            if key is not None:
+                self.blobs.delete(key)
+
+
+def _blob_key(kind: str, job_id: str) -> str:
+    return f"{kind}/{job_id}"
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return {name: getattr(job, name) for name in JOB_FIELDS}
+
+
+def _job(row: Any) -> Job:
+    return Job(**{name: getattr(row, name) for name in JOB_FIELDS})
+
+
+def _as_dict(job: Job) -> dict[str, Any]:
+    return _row(job)

@@ -10,9 +10,12 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV ?= $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 LINTED := speakerscribe deployments pipeline_graph.py
+SERVE_CONFIG ?= serve_config.cpu.yaml
+# The job store (jobs-<app>.sqlite3) and large job payloads (blobs/) live here.
+DATA_DIR ?= $(HOME)/.local/share/speakerscribe
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install models preflight serve test test-unit test-e2e test-cluster lint format lock bench clean
+.PHONY: install models preflight serve test test-unit test-e2e test-cluster test-restart lint format lock bench clean
 
 $(TOOLS)/bin/uv:
 	$(PYTHON) -m venv $(TOOLS)
@@ -34,7 +37,8 @@ preflight: $(STAMP)
 	$(PY) -m speakerscribe.preflight
 
 serve: install preflight
-	$(VENV)/bin/serve run serve_config.cpu.yaml
+	mkdir -p $(DATA_DIR)
+	SPEAKERSCRIBE_DATA_DIR=$(DATA_DIR) $(VENV)/bin/serve run $(SERVE_CONFIG)
 
 test: install
 	$(PY) -m pytest
@@ -50,6 +54,12 @@ test-e2e: install
 # replica and node loss. Not part of `make test`.
 test-cluster: install
 	$(PY) -m pytest tests/cluster
+
+# Jobs across a whole restart: `make serve`, `serve shutdown` and `ray stop`, `make serve`
+# again, on SQLite and on a throwaway PostgreSQL. It stops every Ray instance on this
+# machine (`ray stop`), so it runs alone. Not part of `make test`.
+test-restart: install
+	$(PY) -m pytest tests/restart
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

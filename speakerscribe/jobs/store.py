@@ -41,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from speakerscribe.errors import RateLimitError, SpeechServerError
 from speakerscribe.jobs.blobs import BlobStore
@@ -148,7 +149,8 @@ def open_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get("reading", False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -193,6 +195,13 @@ class JobStore:
                     insert(schema_versions).values(version=version, applied_at=time.time())
                 )
         return len(MIGRATIONS)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read-only connection: on SQLite a deferred BEGIN, so readers never queue
+        behind a writer (WAL gives them the last committed state)."""
+        with self.engine.connect() as connection:
+            yield connection.execution_options(reading=True)
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -247,7 +256,7 @@ class JobStore:
         query = select(*_JOB_COLUMNS).order_by(jobs.c.created_at.desc()).limit(limit)
         if viewer is not None:
             query = query.where(jobs.c.owner == viewer)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return [_job(row).public() for row in connection.execute(query)]
 
     def result(
@@ -256,7 +265,7 @@ class JobStore:
         """(job, stored result, submitted form) of a succeeded job; a failed job's own error."""
         job = self._job(job_id, viewer)
         if job.status == "succeeded":
-            with self.engine.connect() as connection:
+            with self._reading() as connection:
                 row = connection.execute(
                     select(jobs.c.result, jobs.c.result_key).where(jobs.c.id == job_id)
                 ).one()
@@ -373,12 +382,15 @@ class JobStore:
             .values(job_id=job_id, key=key, payload=payload, saved_at=time.time())
             .on_conflict_do_nothing()
         )
-        with self.engine.begin() as connection:
-            connection.execute(statement)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement)
+        except IntegrityError:  # the job was deleted or expired meanwhile: nothing to keep
+            pass
 
     def pieces(self, job_id: str) -> dict[str, bytes]:
         """Every piece an earlier attempt of this job finished, by key."""
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             rows = connection.execute(
                 select(job_pieces.c.key, job_pieces.c.payload).where(job_pieces.c.job_id == job_id)
             )
@@ -471,7 +483,7 @@ class JobStore:
     def expire(self) -> builtins.list[str]:
         """Finished jobs older than ``ttl_s`` go, with their audio, pieces and result."""
         expired = jobs.c.finished_at < time.time() - self.ttl_s
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             gone = builtins.list(connection.execute(select(jobs.c.id).where(expired)).scalars())
         if not gone:
             return []
@@ -529,7 +541,7 @@ class JobStore:
 
     def _job(self, job_id: str, viewer: str | None = None) -> Job:
         self.expire()
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(select(*_JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
         job = None if row is None else _job(row)
         if job is None or not visible(job, viewer):
@@ -543,6 +555,8 @@ class JobStore:
         if len(data) <= self.inline_max_bytes:
             return {kind: data, f"{kind}_key": None}
         key = _blob_key(kind, job_id)
+        if kind == "result":  # one key per write: a late finish never overwrites a kept one
+            key = f"{key}.{uuid.uuid4().hex[:12]}"
         self.blobs.put(key, data)
         return {kind: None, f"{kind}_key": key}
 

@@ -20,7 +20,7 @@ from speakerscribe.jobs import (
     JobStore,
     StoredJobError,
 )
-from speakerscribe.jobs.store import MIGRATIONS, job_pieces, jobs, schema_versions
+from speakerscribe.jobs.schema import MIGRATIONS, job_pieces, jobs, schema_versions
 
 OpenStore = Callable[..., JobStore]
 

@@ -35,8 +35,8 @@ from _server import testdata_dir  # noqa: E402
 
 from speakerscribe import realtime  # noqa: E402
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
-from speakerscribe.scoring import diarization_error_rate, read_rttm  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn  # noqa: E402
+from tools.scoring import diarization_error_rate, read_rttm  # noqa: E402
 
 STREAMS = {
     "sample": ["sample"],
@@ -82,7 +82,7 @@ def score(
     from pyannote.core import Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from speakerscribe.scoring import to_annotation
+    from tools.scoring import to_annotation
 
     if len(regions) == 1:
         return diarization_error_rate(reference, hypothesis, regions[0])

@@ -43,9 +43,9 @@ from speakerscribe.overlap import (  # noqa: E402
     overlap_regions,
     regions_duration,
 )
-from speakerscribe.scoring import read_rttm  # noqa: E402
 from speakerscribe.transcription import load_whisper_model  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, Segment, Word  # noqa: E402
+from tools.scoring import read_rttm  # noqa: E402
 
 COMMAND = "python load/evaluate_overlap.py"
 FILES = {

@@ -28,9 +28,9 @@ from _server import testdata_dir  # noqa: E402
 
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.chunking import plan_pieces, speech_intervals  # noqa: E402
-from speakerscribe.scoring import normalize_text, word_error_rate  # noqa: E402
 from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE  # noqa: E402
+from tools.scoring import normalize_text, word_error_rate  # noqa: E402
 
 SHORT = [
     "faster-whisper/jfk.flac",

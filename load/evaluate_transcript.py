@@ -37,7 +37,7 @@ def _normaliser():
     try:
         from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
     except ImportError:
-        from speakerscribe.scoring import normalize_text
+        from tools.scoring import normalize_text
 
         return normalize_text
     return EnglishTextNormalizer({})

@@ -5,7 +5,7 @@ Run by ``load/gpu_check.sh`` (which installs first); on its own:
 
     python load/gpu_check.py [--cpu-smoke] [--port 8220] [--requests-per-client 2]
 
-No weights can be downloaded, so Whisper is ``speakerscribe.random_whisper``'s large-v3
+No weights can be downloaded, so Whisper is ``tools.random_whisper``'s large-v3
 (random weights of the real shapes, decoding a fixed 126 tokens per 30 s window): time
 matters here, not words. Diarization is the bundled pipeline (``make models``), on the GPU.
 
@@ -98,7 +98,7 @@ def gpu_mib(field: str = "memory.total") -> float:
 
 def random_whisper(size: str) -> Path:
     from speakerscribe.embedded import DEFAULT_MODEL_CACHE
-    from speakerscribe.random_whisper import build_random_whisper
+    from tools.random_whisper import build_random_whisper
 
     cache = Path(os.environ.get("SPEAKERSCRIBE_MODEL_CACHE_DIR", DEFAULT_MODEL_CACHE))
     return build_random_whisper(cache.expanduser() / "random-whisper" / size, size)

@@ -75,7 +75,7 @@ OBJECT_STORE_BYTES = 1_000_000_000
 
 # The test config: serve_config.yaml with bundled models, short autoscaling delays, small
 # replica maxima, and CPU requests halved so the head alone still holds every stage at its
-# minimum (2 ingress x 1 + 3 stages x 0.5 + job runner 0.125 = 3.625 of 4 CPUs). GPU
+# minimum (2 ingress x 1 + 3 stages x 0.5 + 2 job runners x 0.125 = 3.75 of 4 CPUs). GPU
 # fractions stay as in production: they are what the fractional-GPU test checks.
 MODEL_ARGS = (
     "whisper_model",
@@ -99,7 +99,10 @@ REPLICA_RANGE = {  # (min, max) replicas; JobRunner takes no requests to scale o
     "Transcriber": (1, 3),
     "Diarizer": (1, 2),  # about 1.1 GB each
 }
-FIXED_REPLICAS = {"JobRunner": 1}
+FIXED_REPLICAS = {"JobRunner": 2}  # spread over both nodes: the job node-loss test kills one
+DATA_DIR = CLUSTER_ROOT / "data"
+"""The job store (SQLite) both nodes share, as nodes on one machine can; emptied per run."""
+JOB_ARGS = {"job_stale_after_s": 10.0, "jobs_per_runner": 1, "job_pieces_in_flight": 2}
 CPU_SCALE = 0.5
 STAGES = ("SpeechIngress", "VocalSeparator", "Transcriber", "Diarizer", "JobRunner")
 
@@ -141,6 +144,7 @@ def cluster_config(port: int = HTTP_PORT) -> dict:
         app["args"].pop(key, None)
         if key in cpu_app["args"]:
             app["args"][key] = cpu_app["args"][key]
+    app["args"].update(JOB_ARGS, data_dir=str(DATA_DIR))
     env = app.get("runtime_env", {}).get("env_vars", {})
     for key in MODEL_ENV:
         env.pop(key, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from cluster_harness import (
     BASE_URL,
     CLUSTER_ROOT,
+    DATA_DIR,
     GCS_ADDRESS,
     HOST,
     REPORT,
@@ -63,6 +65,7 @@ def cluster() -> Iterator[LocalCluster]:
     started = time.monotonic()
     local = LocalCluster()
     kill_processes(cluster_processes())  # anything left from an earlier run of this suite
+    shutil.rmtree(DATA_DIR, ignore_errors=True)  # and its jobs
     before = _default_address_file()
     local.prepare_auth()
     try:

@@ -8,7 +8,7 @@ import pytest
 import requests
 from ray import serve
 
-from speakerscribe.scoring import word_error_rate
+from tools.scoring import word_error_rate
 
 pytestmark = pytest.mark.e2e
 

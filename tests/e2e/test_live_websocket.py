@@ -15,8 +15,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from speakerscribe.audio import decode_audio_bytes
-from speakerscribe.scoring import read_stm_text, word_error_rate
 from speakerscribe.types import SAMPLE_RATE
+from tools.scoring import read_stm_text, word_error_rate
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ import requests
 from ray import serve
 
 from speakerscribe.protocol import OPENAI_MODEL_IDS
-from speakerscribe.scoring import word_error_rate
+from tools.scoring import word_error_rate
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +25,8 @@ RANDOM = "whisper-random"
 @pytest.fixture(scope="module")
 def two_models(server, tmp_path_factory) -> str:
     from pipeline_graph import build
-    from speakerscribe.random_whisper import build_random_whisper
     from speakerscribe.settings import load_settings
+    from tools.random_whisper import build_random_whisper
 
     random_dir = build_random_whisper(
         tmp_path_factory.mktemp("whisper") / "random", size="tiny-test"

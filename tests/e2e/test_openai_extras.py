@@ -14,7 +14,7 @@ import soundfile
 import srt
 import webvtt
 
-from speakerscribe.scoring import word_error_rate as wer
+from tools.scoring import word_error_rate as wer
 
 pytestmark = pytest.mark.e2e
 
@@ -285,7 +285,7 @@ def test_overlap_flags_cover_the_reference_overlap(client, testdata):
     with the machine; the server's sentence-cased words cover a little less than
     faster-whisper's own transcribe does."""
     from speakerscribe.overlap import intersect_regions, overlap_regions, regions_duration
-    from speakerscribe.scoring import read_rttm
+    from tools.scoring import read_rttm
 
     rttm = read_rttm(testdata / "pyannote/debug.development.rttm")
     total_reference = total_covered = 0.0

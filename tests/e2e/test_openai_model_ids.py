@@ -14,7 +14,7 @@ from openai.types.audio import (
     TranscriptionVerbose,
 )
 
-from speakerscribe.scoring import word_error_rate as wer
+from tools.scoring import word_error_rate as wer
 
 pytestmark = pytest.mark.e2e
 

@@ -13,13 +13,13 @@ import srt
 import webvtt
 from openai.types.audio import Transcription, TranscriptionDiarized, TranscriptionVerbose
 
-from speakerscribe.scoring import (
+from speakerscribe.types import SpeakerTurn
+from tools.scoring import (
     diarization_error_rate,
     normalize_text,
     read_rttm,
     word_error_rate,
 )
-from speakerscribe.types import SpeakerTurn
 
 pytestmark = pytest.mark.e2e
 

@@ -40,8 +40,8 @@ from speakerscribe.embedded import (
     SEGMENTATION,
     segmentation_checkpoint_path,
 )
-from speakerscribe.scoring import to_annotation
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn
+from tools.scoring import to_annotation
 
 
 @pytest.fixture(scope="module")

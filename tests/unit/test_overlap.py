@@ -23,8 +23,8 @@ from speakerscribe.overlap import (
     regions_duration,
     second_speaker_curve,
 )
-from speakerscribe.scoring import read_rttm
 from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn, Word
+from tools.scoring import read_rttm
 
 
 def seg(start: float, end: float, words: list[Word] | None = None) -> Segment:

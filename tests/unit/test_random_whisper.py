@@ -10,7 +10,7 @@ import pytest
 
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.embedded import whisper_tiny_en_path
-from speakerscribe.random_whisper import SIZES, build_random_whisper
+from tools.random_whisper import SIZES, build_random_whisper
 
 faster_whisper = pytest.importorskip("faster_whisper")
 pytest.importorskip("transformers")

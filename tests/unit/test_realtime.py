@@ -47,8 +47,8 @@ from speakerscribe.realtime import (
     StreamingVad,
     sentence_segments,
 )
-from speakerscribe.scoring import read_stm_text
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
+from tools.scoring import read_stm_text
 
 EVENT_MODELS = {
     "session.created": SessionCreatedEvent,
@@ -235,7 +235,7 @@ def test_live_call_matches_offline_and_tells_speakers_apart(
     sample, testdata, whisper, diarizer, offline_sample
 ):
     """sample.wav as 24 kHz PCM16 in 100 ms frames, as fast as the session takes them."""
-    from speakerscribe.scoring import word_error_rate
+    from tools.scoring import word_error_rate
 
     decode = _decode_with(whisper)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speakerscribe.scoring import normalize_text
 from speakerscribe.separation import (
     SAMPLE_RATE,
     DemucsSeparator,
@@ -23,6 +22,7 @@ from speakerscribe.separation import (
     _blockwise,
     load_separator,
 )
+from tools.scoring import normalize_text
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 

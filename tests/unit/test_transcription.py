@@ -6,7 +6,6 @@ import pytest
 
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
-from speakerscribe.scoring import read_stm_text, word_error_rate
 from speakerscribe.transcription import (
     BatchTranscriber,
     DecodeOptions,
@@ -14,6 +13,7 @@ from speakerscribe.transcription import (
     resolve_compute_type,
 )
 from speakerscribe.types import SAMPLE_RATE
+from tools.scoring import read_stm_text, word_error_rate
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_local_model_directory_and_missing_one(tmp_path, testdata):
     """A converted model directory (here a random one) loads with device and compute type
     chosen automatically, and decodes a piece to segments of the right shape."""
     from speakerscribe.errors import ModelNotFoundError
-    from speakerscribe.random_whisper import build_random_whisper
+    from tools.random_whisper import build_random_whisper
 
     directory = build_random_whisper(tmp_path / "random-whisper", size="tiny-test")
     model = load_whisper_model(str(directory), device="auto", compute_type="auto")

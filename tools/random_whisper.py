@@ -36,7 +36,7 @@ prompt, so an initial prompt or ``condition_on_previous_text`` shortens the outp
 on long audio: turn the latter off); ``max_new_tokens`` shortens it further.
 ``generation_config.max_length`` matches, for transformers' own ``generate``.
 
-CLI: ``python -m speakerscribe.random_whisper --out DIR [--size SIZE] [--seed N]``.
+CLI: ``python -m tools.random_whisper --out DIR [--size SIZE] [--seed N]``.
 """
 
 from __future__ import annotations

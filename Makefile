@@ -30,7 +30,7 @@ install: $(STAMP) models
 
 # The pyannote segmentation checkpoint comes out of one pinned whisperx wheel (sha256-checked).
 models: $(STAMP)
-	$(PY) -m speakerscribe.embedded fetch --cache-dir $(MODEL_CACHE)
+	$(PY) -m speakerscribe.fetch_models fetch --cache-dir $(MODEL_CACHE)
 
 # One line and a non-zero exit when torch and torchaudio (or another native library) do not load.
 preflight: $(STAMP)

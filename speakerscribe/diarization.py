@@ -14,16 +14,9 @@ server has already decoded it, and torchcodec cannot decode files here anyway.
 
 from __future__ import annotations
 
-import os
-import sys
+import speakerscribe.pyannote_offline  # noqa: F401  (before pyannote.audio)
 
-# pyannote.audio 4 sends usage telemetry to otel.pyannote.ai unless told not to. This server
-# runs offline and must not phone home. A PYANNOTE_METRICS_ENABLED set before pyannote.audio
-# is first imported is the user's choice and is kept; once pyannote.audio is imported the
-# variable holds pyannote's own default (on), which is turned off.
-if "pyannote.audio" in sys.modules or "PYANNOTE_METRICS_ENABLED" not in os.environ:
-    os.environ["PYANNOTE_METRICS_ENABLED"] = "false"
-
+# isort: split
 import warnings
 from collections.abc import Callable
 from pathlib import Path

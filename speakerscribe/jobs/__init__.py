@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from speakerscribe.jobs.blobs import BlobStore
@@ -39,6 +40,13 @@ def open_job_store(settings: Settings, app: str = "default") -> JobStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.job_store_url.get_secret_value() if settings.job_store_url else None
     blobs = settings.job_blob_url or str(settings.data_dir / "blobs")
+    if url and not settings.job_blob_url:
+        logging.getLogger(__name__).warning(
+            "job_store_url is set but job_blob_url is not: uploads over %d bytes go to %s, "
+            "which every node must share (a common volume), or set job_blob_url",
+            settings.job_inline_max_bytes,
+            blobs,
+        )
     return JobStore(
         url or f"sqlite:///{settings.data_dir / f'jobs-{app}.sqlite3'}",
         BlobStore(blobs),

@@ -316,6 +316,7 @@ class BatchTranscriber:
                     still.append((index, following))
             active = still
         for segments in found:
+            _keep_word_order(segments)
             for number, segment in enumerate(segments):
                 segment.id = number
             yield PieceTranscript(segments=segments, language=language)
@@ -538,6 +539,17 @@ def _reread(before: list[Segment], segment: Segment) -> bool:
     words = _plain_words(segment.text)
     said = _plain_words(" ".join(s.text for s in before))
     return bool(words) and said[-len(words) :] == words and segment.start <= before[-1].end
+
+
+def _keep_word_order(segments: list[Segment]) -> None:
+    """Word starts never go back: a tail's first word can align a frame before the last
+    word of the pass before it."""
+    floor = 0.0
+    for segment in segments:
+        for word in segment.words:
+            word.start = max(word.start, floor)
+            word.end = max(word.end, word.start)
+            floor = word.start
 
 
 def _plain_words(text: str) -> list[str]:

@@ -99,7 +99,10 @@ REPLICA_RANGE = {  # (min, max) replicas; JobRunner takes no requests to scale o
     "Transcriber": (1, 3),
     "Diarizer": (1, 2),  # about 1.1 GB each
 }
-FIXED_REPLICAS = {"JobRunner": 2}  # spread over both nodes: the job node-loss test kills one
+FIXED_REPLICAS = {"JobRunner": 2}
+"""One JobRunner per node (``max_replicas_per_node: 1``), so the job node-loss test always
+has a runner to lose on the worker, and the worker gets its runner back when it returns
+(Serve never moves a running replica onto a node that comes back)."""
 DATA_DIR = CLUSTER_ROOT / "data"
 """The job store (SQLite) both nodes share, as nodes on one machine can; emptied per run."""
 JOB_ARGS = {"job_stale_after_s": 10.0, "jobs_per_runner": 1, "job_pieces_in_flight": 2}
@@ -154,6 +157,7 @@ def cluster_config(port: int = HTTP_PORT) -> dict:
         options["num_cpus"] = options.get("num_cpus", 1) * CPU_SCALE
         if name in FIXED_REPLICAS:
             deployment["num_replicas"] = FIXED_REPLICAS[name]
+            deployment["max_replicas_per_node"] = 1
         if "autoscaling_config" in deployment:
             low, high = REPLICA_RANGE[name]
             deployment["autoscaling_config"].update(
@@ -401,11 +405,13 @@ def at_minimum() -> dict[str, dict[str, int]] | None:
     return counts
 
 
-def minimum_running() -> dict[str, dict[str, int]] | None:
+def minimum_running(nodes_alive: int = 2) -> dict[str, dict[str, int]] | None:
     """The replica counts if every stage has at least its minimum RUNNING (others may be
-    starting: under load a stage can want more replicas than there is room for)."""
+    starting: under load a stage can want more replicas than there is room for). With
+    one node down, the fixed stages hold one replica per node left."""
     counts = replica_counts()
-    needed = {**{s: low for s, (low, _) in REPLICA_RANGE.items()}, **FIXED_REPLICAS}
+    fixed = {stage: min(n, nodes_alive) for stage, n in FIXED_REPLICAS.items()}
+    needed = {**{s: low for s, (low, _) in REPLICA_RANGE.items()}, **fixed}
     if all(running(counts, stage) >= low for stage, low in needed.items()):
         return counts
     return None

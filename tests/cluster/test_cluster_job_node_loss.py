@@ -1,10 +1,11 @@
 """The node whose runner works on a job is lost mid-job: the job still succeeds.
 
-Two JobRunner replicas, one per node (Serve spreads them), one job each. The worker
-node's processes are killed while both jobs are part-way; the worker's job goes stale
-(``job_stale_after_s``), is queued again, and a runner on the head finishes it from the
-pieces the lost runner had kept in the job store, without decoding them again. Then the
-worker is started again, as the node-loss test does, for the tests after this one.
+Two JobRunner replicas, one per node (``max_replicas_per_node: 1``), one job each. The
+worker node's processes are killed while both jobs are part-way; the worker's job goes
+stale (``job_stale_after_s``), is queued again, and the runner on the head finishes it
+after its own, from the pieces the lost runner had kept in the job store, without
+decoding them again. Then the worker is started again, as the node-loss test does, for
+the tests after this one; its runner comes back with it.
 """
 
 from __future__ import annotations

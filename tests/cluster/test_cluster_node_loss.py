@@ -1,7 +1,8 @@
 """The worker node's raylet killed (SIGKILL) under load, then the worker started again.
 
 The head can hold every stage at its minimum (the test config's CPU requests are sized
-so), so Serve restarts what the worker held on the head and every request succeeds:
+so; the JobRunner keeps one replica per node), so Serve restarts what the worker held on
+the head and every request succeeds:
 none hangs past its deadline, none gets a 500. Once the worker is back, so is its
 capacity: replicas that did not fit on the head are placed on it, and Serve is healthy
 with every deployment RUNNING.
@@ -84,7 +85,8 @@ def test_worker_node_loss(cluster, openai_client, testdata):
 
             def on_head_only():
                 where = placement()
-                return healthy() and minimum_running() and "worker" not in where and where
+                on_head = minimum_running(nodes_alive=1) and "worker" not in where
+                return healthy() and on_head and where
 
             figures["placement_head_only"] = wait_for(on_head_only, 300, "every stage on the head")
             figures["recovered_s"] = round(time.monotonic() - killed, 1)

@@ -8,9 +8,9 @@ import numpy as np
 from ray import serve
 
 from speakerscribe.devices import torch_device
-from speakerscribe.diarization import diarize_request, load_diarizer, segmentation_model
+from speakerscribe.diarization.diarizer import diarize_request, load_diarizer, segmentation_model
+from speakerscribe.diarization.overlap import OverlapDetector
 from speakerscribe.memory import start_heap_trimmer
-from speakerscribe.overlap import OverlapDetector
 from speakerscribe.settings import Settings
 from speakerscribe.types import Diarization, DiarizationOptions
 

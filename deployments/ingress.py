@@ -1,14 +1,11 @@
 """The HTTP front door: OpenAI-compatible routes on FastAPI, fanning out to the model stages."""
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import (
     JSONResponse,
     PlainTextResponse,
@@ -17,36 +14,43 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from ray import serve
 from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
+from speakerscribe.realtime.connection import serve_live_session
 
 import speakerscribe
 from deployments.stages import HandleStages, StageHandles
-from speakerscribe.auth import ApiKeyMiddleware, ApiKeys, Caller
+from speakerscribe.api.auth import ApiKeyMiddleware, ApiKeys, Caller
+from speakerscribe.api.forms import read_upload_form
+from speakerscribe.api.http import (
+    ERROR_RESPONSES,
+    error_response,
+    form_schema,
+    install_error_handlers,
+    sse,
+    websocket_key,
+)
 from speakerscribe.errors import (
     InvalidRequestError,
-    ModelFailureError,
     ModelNotFoundError,
     OverloadedError,
     SpeechServerError,
 )
 from speakerscribe.formats import render
-from speakerscribe.forms import read_upload_form
 from speakerscribe.jobs import open_job_store
 from speakerscribe.jobs.api import JobsApi, request_for
 from speakerscribe.live_limits import (
     LiveLimitError,
-    RealTimePace,
     SessionCounter,
-    check_message_size,
 )
 from speakerscribe.memory import start_heap_trimmer
+from speakerscribe.pipeline.prepared import server_timing
+from speakerscribe.pipeline.requests import check_request
+from speakerscribe.pipeline.service import TranscriptionService
 from speakerscribe.protocol import (
-    ErrorResponse,
     ModelCard,
     ModelList,
     ResponseFormat,
@@ -54,19 +58,10 @@ from speakerscribe.protocol import (
     TranslationRequest,
     blank_is_none,
 )
-from speakerscribe.realtime import (
-    RealtimeSessionConfig,
-    RealtimeTranscriptionSession,
-    SessionTuning,
-)
-from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import Settings
-from speakerscribe.transcription import DecodeOptions
-from speakerscribe.types import Segment
 from speakerscribe.webhooks import WebhookPolicy
 
 logger = logging.getLogger("ray.serve")
-RETRY_AFTER_S = 5
 
 api = FastAPI(
     title="speakerscribe",
@@ -74,37 +69,9 @@ api = FastAPI(
     version="0.1.0",
 )
 api.add_middleware(ApiKeyMiddleware)
+install_error_handlers(api)
 # The browser page: plain HTML and JavaScript, no build step; it calls the API by relative URLs.
 api.mount("/ui", StaticFiles(directory=Path(speakerscribe.__file__).parent / "static", html=True))
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse}
-    for status in (400, 401, 404, 409, 413, 415, 429, 500, 503, 504)
-}
-
-
-KEY_SUBPROTOCOL = "openai-insecure-api-key."
-"""Browsers cannot set headers on a WebSocket; OpenAI's clients send the key as a subprotocol."""
-
-
-def _websocket_key(websocket: WebSocket) -> tuple[str | None, str | None]:
-    """(Authorization header value, subprotocol to echo) from a WebSocket handshake."""
-    header = websocket.headers.get("authorization")
-    protocols = [
-        p.strip()
-        for p in websocket.headers.get("sec-websocket-protocol", "").split(",")
-        if p.strip()
-    ]
-    for protocol in protocols:
-        if protocol.startswith(KEY_SUBPROTOCOL) and header is None:
-            header = f"Bearer {protocol[len(KEY_SUBPROTOCOL) :]}"
-    echo = "realtime" if "realtime" in protocols else None
-    return header, echo
-
-
-def error_response(error: SpeechServerError) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(error, OverloadedError) else None
-    return JSONResponse(error.to_openai(), status_code=error.status_code, headers=headers)
 
 
 @api.exception_handler(BackPressureError)
@@ -113,61 +80,8 @@ async def _stage_overloaded(_: Request, error: BackPressureError) -> JSONRespons
     return error_response(OverloadedError("the server is at capacity; retry shortly"))
 
 
-@api.exception_handler(SpeechServerError)
-async def _speech_error(_: Request, error: SpeechServerError) -> JSONResponse:
-    return error_response(error)
-
-
-@api.exception_handler(Exception)
-async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
-    """Anything unforeseen is still an OpenAI error object, logged without request content."""
-    logger.exception("unhandled error: %s", type(error).__name__)
-    return error_response(ModelFailureError("internal error while processing the request"))
-
-
-@api.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-    first = error.errors()[0]
-    param = ".".join(str(p) for p in first["loc"][1:]) or None
-    return error_response(InvalidRequestError(f"{param}: {first['msg']}", param=param))
-
-
-async def _sse(events):
-    """Server-sent events; an error after the first byte becomes an ``error`` event."""
-    try:
-        async for event in events:
-            yield f"data: {json.dumps(event)}\n\n"
-    except SpeechServerError as error:
-        yield f"data: {json.dumps({'type': 'error', **error.to_openai()})}\n\n"
-    except Exception:  # the client must learn that the stream failed
-        logger.exception("transcription stream failed")
-        failure = ModelFailureError("transcription failed while streaming")
-        yield f"data: {json.dumps({'type': 'error', **failure.to_openai()})}\n\n"
-    yield "data: [DONE]\n\n"
-
-
 async def _ready(handle: DeploymentHandle) -> bool:
     return await handle.ready.remote()
-
-
-def _form_schema(
-    model: type[BaseModel] = TranscriptionRequest, jobs: bool = False
-) -> dict[str, Any]:
-    """OpenAPI schema of the multipart form, derived from the request model."""
-    schema = model.model_json_schema()
-    if jobs:
-        schema["properties"].pop("stream", None)
-        schema["properties"]["webhook_url"] = {
-            "type": "string",
-            "description": "POSTed the finished job as JSON "
-            "({type: job.succeeded|job.failed|job.cancelled, job})",
-        }
-    schema["properties"] = {
-        "file": {"type": "string", "format": "binary"},
-        **schema["properties"],
-    }
-    schema["required"] = ["file"]
-    return schema
 
 
 @serve.deployment(
@@ -218,7 +132,7 @@ class SpeechIngress:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": _form_schema()}},
+                "content": {"multipart/form-data": {"schema": form_schema()}},
             }
         },
     )
@@ -230,7 +144,7 @@ class SpeechIngress:
         if transcription_request.stream:
             prepared = await service.prepare(data, transcription_request)
             return StreamingResponse(
-                _sse(service.stream_events(prepared)), media_type="text/event-stream"
+                sse(service.stream_events(prepared)), media_type="text/event-stream"
             )
         result = await service.transcribe(data, transcription_request)
         return self._answer(
@@ -245,14 +159,14 @@ class SpeechIngress:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": _form_schema(TranslationRequest)}},
+                "content": {"multipart/form-data": {"schema": form_schema(TranslationRequest)}},
             }
         },
     )
     async def create_translation(self, request: Request) -> Response:
         """Speech in any language → English text, as OpenAI's endpoint.
 
-        English-only models (the embedded tiny.en) can only answer English audio, which
+        English-only models (the bundled tiny.en) can only answer English audio, which
         needs no translation; multilingual models translate with Whisper's translate task.
         """
         fields, data = await self._read_form(request)
@@ -293,7 +207,7 @@ class SpeechIngress:
         work goes through the same Transcriber (sharing its batches with uploads) and the
         Diarizer's speaker embedding; the session holds only the open utterance.
         """
-        authorization, subprotocol = _websocket_key(websocket)
+        authorization, subprotocol = websocket_key(websocket)
         try:
             caller = self.api_keys.caller(authorization)
         except SpeechServerError as error:
@@ -320,80 +234,15 @@ class SpeechIngress:
             self._live_sessions.close(owner)
 
     async def _live_session(self, websocket: WebSocket) -> None:
-        client_listening = True
-
-        async def emit(event: dict) -> None:
-            nonlocal client_listening
-            if not client_listening:
-                return
-            try:
-                await websocket.send_json(event)
-            except (WebSocketDisconnect, RuntimeError):  # the client left mid-send
-                client_listening = False
-
-        budget = self.settings.stage_timeout_s
-
-        async def transcribe(audio: np.ndarray, options: DecodeOptions) -> list[Segment]:
-            return await asyncio.wait_for(self.stages.transcribe(audio, options), budget)
-
-        async def embed(audio: np.ndarray) -> np.ndarray:
-            return await asyncio.wait_for(self.stages.embed(audio), budget)
-
-        async def detect_language(audio: np.ndarray, model: str) -> str:
-            return await asyncio.wait_for(self.stages.detect_language(audio, model), budget)
-
-        session = RealtimeTranscriptionSession(
-            transcribe,
-            emit,
-            embed,
-            config=RealtimeSessionConfig(
-                model=self.settings.model_id,
-                enable_speaker_diarization=self.settings.enable_speaker_diarization,
-            ),
-            detect_language=detect_language,
-            resolve_model=self.service.resolve_model,
-            tuning=SessionTuning(
-                beam_size=self.settings.beam_size,
-                max_speakers=self.settings.max_speakers_limit,
-                known_speaker_threshold=self.settings.known_speaker_threshold,
-                max_known_speakers=self.settings.max_known_speakers,
-            ),
-        )
         self._open_live_streams += 1
         self._live_streams.set(self._open_live_streams)
-        pace = RealTimePace(self.settings.live_max_ahead_s)
         try:
-            await session.start()
-            while True:
-                message = await websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    client_listening = False
-                    break
-                data, text = message.get("bytes"), message.get("text")
-                received = session.received_s
-                try:
-                    check_message_size(
-                        len(data if data is not None else (text or "")),
-                        self.settings.live_max_message_bytes,
-                    )
-                    if data is not None:
-                        await session.append_pcm16(data)
-                    elif text is not None:
-                        await session.handle_event(text)
-                    pace.spend(session.received_s - received)
-                except LiveLimitError as limit:
-                    await emit({"type": "error", **limit.to_openai()})
-                    await websocket.close(code=limit.close_code)
-                    client_listening = False
-                    break
-        except WebSocketDisconnect:
-            client_listening = False
+            await serve_live_session(
+                websocket, self.stages, self.settings, self.service.resolve_model
+            )
         finally:
-            try:
-                await session.close()  # the last utterance, for a client still listening
-            finally:
-                self._open_live_streams -= 1
-                self._live_streams.set(self._open_live_streams)
+            self._open_live_streams -= 1
+            self._live_streams.set(self._open_live_streams)
 
     # --- jobs: long files in the background ------------------------------------------------
 
@@ -405,7 +254,7 @@ class SpeechIngress:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "multipart/form-data": {"schema": _form_schema(TranscriptionRequest, jobs=True)}
+                    "multipart/form-data": {"schema": form_schema(TranscriptionRequest, jobs=True)}
                 },
             }
         },
@@ -422,7 +271,7 @@ class SpeechIngress:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "multipart/form-data": {"schema": _form_schema(TranslationRequest, jobs=True)}
+                    "multipart/form-data": {"schema": form_schema(TranslationRequest, jobs=True)}
                 },
             }
         },
@@ -478,9 +327,7 @@ class SpeechIngress:
         transcription_request = request_for(task, fields)
         if transcription_request.stream:
             raise InvalidRequestError("jobs cannot stream; poll the job instead", param="stream")
-        self.service.resolve_model(transcription_request.model)
-        self.service.check_speaker_limits(transcription_request)
-        self.service.check_known_speakers(transcription_request)
+        check_request(self.settings, transcription_request)
         job = await self.jobs.submit(
             fields,
             data,

@@ -17,7 +17,7 @@ from deployments.stages import HandleStages, StageHandles
 from speakerscribe.jobs import open_job_store
 from speakerscribe.jobs.runner import JobWorker
 from speakerscribe.memory import start_heap_trimmer
-from speakerscribe.serving import TranscriptionService
+from speakerscribe.pipeline.service import TranscriptionService
 from speakerscribe.settings import Settings
 from speakerscribe.webhooks import WebhookPolicy, WebhookSender
 

@@ -8,9 +8,9 @@ import numpy as np
 from ray.serve import metrics
 from ray.serve.handle import DeploymentHandle
 
-from speakerscribe.serving import retry_lost_replica
-from speakerscribe.transcription import DecodeOptions
+from speakerscribe.pipeline.stages import retry_lost_replica
 from speakerscribe.types import Diarization, DiarizationOptions, Segment
+from speakerscribe.whisper.options import DecodeOptions
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class StageHandles:
 
 
 class HandleStages:
-    """``speakerscribe.serving.Stages`` over DeploymentHandles; a call whose replica died is
+    """``speakerscribe.pipeline.stages.Stages`` over DeploymentHandles; a call whose replica died is
     sent again (``retries`` times), counted in ``speakerscribe_stage_retries_total``."""
 
     def __init__(self, default_model: str, handles: StageHandles, retries: int = 2):

@@ -22,13 +22,10 @@ from ray.serve import metrics
 from speakerscribe.errors import ModelNotFoundError
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.settings import Settings
-from speakerscribe.transcription import (
-    BatchTranscriber,
-    DecodeOptions,
-    PieceTranscript,
-    load_whisper_model,
-)
 from speakerscribe.types import SAMPLE_RATE, Segment
+from speakerscribe.whisper.decoding import BatchTranscriber
+from speakerscribe.whisper.loading import load_whisper_model
+from speakerscribe.whisper.options import DecodeOptions, PieceTranscript
 
 logger = logging.getLogger("ray.serve")
 

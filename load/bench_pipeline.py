@@ -48,9 +48,9 @@ def median_of(repeat: int, fn) -> float:
 
 
 def in_process_seconds(audio, beam_size: int, repeat: int) -> float:
-    from speakerscribe.transcription import load_whisper_model
+    from speakerscribe.whisper.loading import load_whisper_model
 
-    model = load_whisper_model("embedded")
+    model = load_whisper_model("bundled")
 
     def once() -> float:
         started = time.perf_counter()

@@ -38,8 +38,8 @@ from pyannote.database.util import load_rttm, load_uem  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
-from speakerscribe.bundled_diarization import DEFAULT_PARAMETERS  # noqa: E402
-from speakerscribe.diarization import load_diarizer  # noqa: E402
+from speakerscribe.diarization.bundled import DEFAULT_PARAMETERS  # noqa: E402
+from speakerscribe.diarization.diarizer import load_diarizer  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE  # noqa: E402
 
 COMMAND = "python load/evaluate_diarization.py"
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     data = args.testdata
 
     started = time.perf_counter()
-    diarizer = load_diarizer("embedded", device=args.device)
+    diarizer = load_diarizer("bundled", device=args.device)
     print(f"bundled diarizer loaded in {time.perf_counter() - started:.1f} s")
 
     audio, references, uems = {}, {}, {}

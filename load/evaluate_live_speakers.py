@@ -4,7 +4,7 @@ Streams pyannote's sample.wav (a two-speaker call, ``sample.rttm``), dev00.wav a
 dev01.wav (two AMI speakers, ``debug.development.rttm`` within
 ``debug.development.uem``), and the three back to back as one conversation (four
 people: MEE009 and MEE012 speak in both dev files), through an in-process
-``RealtimeTranscriptionSession`` with the embedded Whisper and the bundled diarizer's
+``RealtimeTranscriptionSession`` with the bundled Whisper and the bundled diarizer's
 speaker embedding (``diarizer.embed``, what the Diarizer deployment serves live
 sessions). Frames go in as fast as the session takes them, or at real time with
 ``--realtime``.
@@ -139,11 +139,12 @@ def main() -> None:
     parser.add_argument("--streams", nargs="+", choices=list(STREAMS), default=list(STREAMS))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from speakerscribe.diarization import load_diarizer
-    from speakerscribe.transcription import BatchTranscriber, load_whisper_model
+    from speakerscribe.diarization.diarizer import load_diarizer
+    from speakerscribe.whisper.decoding import BatchTranscriber
+    from speakerscribe.whisper.loading import load_whisper_model
 
-    whisper = BatchTranscriber(load_whisper_model("embedded", device="cpu"))
-    diarizer = load_diarizer("embedded")
+    whisper = BatchTranscriber(load_whisper_model("bundled", device="cpu"))
+    diarizer = load_diarizer("bundled")
     pace = "real time" if args.realtime else "as fast as the session takes them"
     print(
         f"live speakers, frames {pace}; SpeakerTracker: join {realtime.DEFAULT_SPEAKER_THRESHOLD}"

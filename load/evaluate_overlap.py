@@ -3,9 +3,9 @@
 For ``dev00``/``dev01`` (AMI meeting excerpts, reference ``debug.development.rttm``) and
 ``sample`` (2-speaker phone call, ``sample.rttm``) this runs
 
-- the embedded diarizer (its turns' own overlaps, ``overlap_regions``),
+- the bundled diarizer (its turns' own overlaps, ``overlap_regions``),
 - ``OverlapDetector`` on the diarizer's segmentation model (defaults unless overridden),
-- the embedded Whisper (tiny.en) with word timestamps,
+- the bundled Whisper (tiny.en) with word timestamps,
 
 flags words with ``flag_overlaps`` on the union of both region lists (what the server
 does) and prints, per file, in seconds: the reference overlap (where >= 2 reference
@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from _server import testdata_dir  # noqa: E402
 
-from speakerscribe.diarization import load_diarizer, segmentation_model  # noqa: E402
-from speakerscribe.overlap import (  # noqa: E402
+from speakerscribe.diarization.diarizer import load_diarizer, segmentation_model  # noqa: E402
+from speakerscribe.diarization.overlap import (  # noqa: E402
     WORD_TOLERANCE_S,
     OverlapDetector,
     flag_overlaps,
@@ -43,8 +43,8 @@ from speakerscribe.overlap import (  # noqa: E402
     overlap_regions,
     regions_duration,
 )
-from speakerscribe.transcription import load_whisper_model  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE, Segment, Word  # noqa: E402
+from speakerscribe.whisper.loading import load_whisper_model  # noqa: E402
 from tools.scoring import read_rttm  # noqa: E402
 
 COMMAND = "python load/evaluate_overlap.py"
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
 
     started = time.perf_counter()
-    diarizer = load_diarizer("embedded", device=args.device)
+    diarizer = load_diarizer("bundled", device=args.device)
     overrides = {
         key: value
         for key, value in (
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None
     }
     detector = OverlapDetector(segmentation_model(diarizer), args.device, **overrides)
-    whisper = load_whisper_model("embedded", device=args.device)
+    whisper = load_whisper_model("bundled", device=args.device)
     print(
         f"models loaded in {time.perf_counter() - started:.1f} s (device {args.device}); "
         f"detector step {detector.step} quantile {detector.quantile} onset {detector.onset} "

@@ -28,8 +28,10 @@ from _server import testdata_dir  # noqa: E402
 
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.chunking import plan_pieces, speech_intervals  # noqa: E402
-from speakerscribe.transcription import BatchTranscriber, DecodeOptions, load_whisper_model  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE  # noqa: E402
+from speakerscribe.whisper.decoding import BatchTranscriber  # noqa: E402
+from speakerscribe.whisper.loading import load_whisper_model  # noqa: E402
+from speakerscribe.whisper.options import DecodeOptions  # noqa: E402
 from tools.scoring import normalize_text, word_error_rate  # noqa: E402
 
 SHORT = [
@@ -87,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
 
     pool = piece_pool(args.seed, args.slices)
-    model = load_whisper_model("embedded", device="cpu")
+    model = load_whisper_model("bundled", device="cpu")
     alone_decoder = BatchTranscriber(model)
     packer = BatchTranscriber(model, pack_short_pieces=True)
     options = DecodeOptions(language="en", beam_size=args.beam_size)

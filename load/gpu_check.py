@@ -97,7 +97,7 @@ def gpu_mib(field: str = "memory.total") -> float:
 
 
 def random_whisper(size: str) -> Path:
-    from speakerscribe.embedded import DEFAULT_MODEL_CACHE
+    from speakerscribe.bundled_models import DEFAULT_MODEL_CACHE
     from tools.random_whisper import build_random_whisper
 
     cache = Path(os.environ.get("SPEAKERSCRIBE_MODEL_CACHE_DIR", DEFAULT_MODEL_CACHE))
@@ -115,12 +115,9 @@ def pieces_of_speech(count: int, seconds: float = 30.0) -> list[np.ndarray]:
 
 def whisper_throughput(model_dir: Path, device: str, repeats: int) -> tuple[str, float]:
     """(compute type, audio-s per wall-s) of one model decoding batches of 16 × 30 s."""
-    from speakerscribe.transcription import (
-        BatchTranscriber,
-        DecodeOptions,
-        load_whisper_model,
-        resolve_compute_type,
-    )
+    from speakerscribe.whisper.decoding import BatchTranscriber
+    from speakerscribe.whisper.loading import load_whisper_model, resolve_compute_type
+    from speakerscribe.whisper.options import DecodeOptions
 
     compute = resolve_compute_type("auto", device)  # float16 on GPU
     model = BatchTranscriber(
@@ -141,9 +138,9 @@ def whisper_throughput(model_dir: Path, device: str, repeats: int) -> tuple[str,
 
 
 def diarization_seconds_per_hour(device: str, minutes: float) -> float:
-    from speakerscribe.diarization import load_diarizer
+    from speakerscribe.diarization.diarizer import load_diarizer
 
-    diarizer = load_diarizer("embedded", device=device)
+    diarizer = load_diarizer("bundled", device=device)
     diarizer(long_conversation(0.5))  # warm-up
     audio = long_conversation(minutes)
     started = time.perf_counter()
@@ -320,7 +317,7 @@ def main() -> None:
     step("4. the server: unbatched + batched applications")
     common = {
         "whisper_model": str(model_dir),
-        "diarization_pipeline": "embedded",
+        "diarization_pipeline": "bundled",
         "separation_model": "soft-mask",
         "enable_speaker_diarization": True,
     }

@@ -10,8 +10,13 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from speakerscribe.bundled_diarization import write_pipeline_config
-from speakerscribe.embedded import DEFAULT_MODEL_CACHE, WHEEL_FILES, fetch, whisper_tiny_en_path
+from speakerscribe.bundled_models import (
+    DEFAULT_MODEL_CACHE,
+    WHEEL_FILES,
+    fetch,
+    whisper_tiny_en_path,
+)
+from speakerscribe.diarization.bundled import write_pipeline_config
 
 
 def main(argv: list[str] | None = None) -> None:

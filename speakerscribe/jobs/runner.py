@@ -15,7 +15,7 @@ from speakerscribe.jobs.codec import encode_result
 from speakerscribe.jobs.model import JobStatus
 from speakerscribe.jobs.resume import PieceLedger
 from speakerscribe.jobs.store import JobStore
-from speakerscribe.serving import TranscriptionService
+from speakerscribe.pipeline.service import TranscriptionService
 from speakerscribe.webhooks import WebhookSender
 
 logger = logging.getLogger("ray.serve")

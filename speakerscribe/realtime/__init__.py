@@ -3,8 +3,9 @@
 Split along the seams of one stream's path, each importing only the modules before it:
 ``protocol`` (what a client may send and set), ``stream`` (resampler, VAD, buffer,
 stable partials), ``speakers`` (online speaker labels), ``turns`` (tuning and per-turn
-records), ``decoding`` (commits, decodes, server events) and ``session`` (client
-events and turn-taking: ``RealtimeTranscriptionSession``, one per WebSocket).
+records), ``decoding`` (commits, decodes, server events), ``session`` (client
+events and turn-taking: ``RealtimeTranscriptionSession``, one per WebSocket) and
+``connection`` (one WebSocket's messages, limits and stages around a session).
 """
 
 from speakerscribe.realtime.protocol import (

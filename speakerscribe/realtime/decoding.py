@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from speakerscribe.diarization.known_speakers import decode_reference
 from speakerscribe.errors import SpeechServerError
 from speakerscribe.protocol import clean_speaker_names, speaker_pairs_mismatch
 from speakerscribe.realtime.protocol import (
@@ -34,9 +35,8 @@ from speakerscribe.realtime.turns import (
     _Utterance,
     sentence_segments,
 )
-from speakerscribe.speakers import decode_reference
-from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import SAMPLE_RATE, Segment
+from speakerscribe.whisper.options import DecodeOptions
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="session")
 def server(ray_cluster) -> str:
-    """The full application (embedded models) on BASE_URL; torn down at the end."""
+    """The full application (bundled models) on BASE_URL; torn down at the end."""
     from ray import serve
 
     from pipeline_graph import build

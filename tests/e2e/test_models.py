@@ -1,6 +1,6 @@
 """Several Whisper models at once: routed by the request's ``model``, batches kept per model.
 
-A second application on the same Serve instance serves the embedded tiny.en as its
+A second application on the same Serve instance serves the bundled tiny.en as its
 default and a small randomly initialised Whisper (converted locally with CTranslate2's
 converter) as ``whisper-random``, through Serve model multiplexing.
 """

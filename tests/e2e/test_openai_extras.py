@@ -284,7 +284,11 @@ def test_overlap_flags_cover_the_reference_overlap(client, testdata):
     test's (test_detector_flags_half_of_the_reference_overlap), whose coverage varies
     with the machine; the server's sentence-cased words cover a little less than
     faster-whisper's own transcribe does."""
-    from speakerscribe.overlap import intersect_regions, overlap_regions, regions_duration
+    from speakerscribe.diarization.overlap import (
+        intersect_regions,
+        overlap_regions,
+        regions_duration,
+    )
     from tools.scoring import read_rttm
 
     rttm = read_rttm(testdata / "pyannote/debug.development.rttm")

@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from speakerscribe.auth import ApiKeyMiddleware, ApiKeys, AuthenticationError, key_owner
+from speakerscribe.api.auth import ApiKeyMiddleware, ApiKeys, AuthenticationError, key_owner
 
 
 def test_open_when_no_keys():

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from speakerscribe.budget import AudioBudget, AudioBudgetExceeded, declared_duration_s
+from speakerscribe.pipeline.service import TranscriptionService
 from speakerscribe.protocol import TranscriptionRequest
-from speakerscribe.serving import TranscriptionService
 from speakerscribe.settings import load_settings
 from speakerscribe.types import SAMPLE_RATE
 

@@ -184,7 +184,7 @@ def test_cpu_config_schedules_on_two_cores():
 
 def test_whisper_threads_default_to_the_machine_not_rays_pin(monkeypatch):
     """Ray sets OMP_NUM_THREADS=1 in a 1-CPU replica; CTranslate2 would follow it."""
-    from speakerscribe.transcription import resolve_cpu_threads
+    from speakerscribe.whisper.loading import resolve_cpu_threads
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     assert resolve_cpu_threads(0) == 2
@@ -194,7 +194,7 @@ def test_whisper_threads_default_to_the_machine_not_rays_pin(monkeypatch):
 
 
 def test_whisper_workers_fill_a_cpu_and_stay_one_on_a_gpu(monkeypatch):
-    from speakerscribe.transcription import resolve_workers
+    from speakerscribe.whisper.loading import resolve_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     assert resolve_workers(0, "cpu", 0) == 2  # two 2-thread workers: measured faster than one

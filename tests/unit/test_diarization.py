@@ -19,26 +19,21 @@ from pyannote.core import Annotation, Segment, Timeline
 from pyannote.database.util import load_rttm, load_uem
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-from speakerscribe.bundled_diarization import (
-    PIPELINE_CONFIG,
-    BundledDiarization,
-    linkage_labels,
-    spectral_labels,
-    tidy_clusters,
-)
-from speakerscribe.diarization import (
-    Diarizer,
-    EmbeddedModelMissing,
-    PyannotePipelineDiarizer,
-    bundled_pipeline_directory,
-    load_diarizer,
-)
-from speakerscribe.embedded import (
+from speakerscribe.bundled_models import (
     CAMPPLUS_ARCHITECTURE,
     CAMPPLUS_WEIGHTS,
     DEFAULT_MODEL_CACHE,
     SEGMENTATION,
     segmentation_checkpoint_path,
+)
+from speakerscribe.diarization.bundled import PIPELINE_CONFIG, BundledDiarization
+from speakerscribe.diarization.clustering import linkage_labels, spectral_labels, tidy_clusters
+from speakerscribe.diarization.diarizer import (
+    BundledModelMissing,
+    Diarizer,
+    PyannotePipelineDiarizer,
+    bundled_pipeline_directory,
+    load_diarizer,
 )
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn
 from tools.scoring import to_annotation
@@ -59,7 +54,7 @@ def checkpoint() -> Path:
 
 @pytest.fixture(scope="module")
 def diarizer(checkpoint) -> PyannotePipelineDiarizer:
-    return load_diarizer("embedded")
+    return load_diarizer("bundled")
 
 
 def load_wav(path: Path) -> np.ndarray:
@@ -159,9 +154,9 @@ def test_rejects_bad_speaker_bounds(diarizer):
 
 
 def test_missing_checkpoint_says_make_models(tmp_path):
-    with pytest.raises(EmbeddedModelMissing, match="make models"):
-        load_diarizer("embedded", cache_dir=tmp_path)
-    with pytest.raises(EmbeddedModelMissing, match="make models"):
+    with pytest.raises(BundledModelMissing, match="make models"):
+        load_diarizer("bundled", cache_dir=tmp_path)
+    with pytest.raises(BundledModelMissing, match="make models"):
         BundledDiarization(
             segmentation=tmp_path / "nothing.bin",
             embedding=tmp_path / "nothing.pt",
@@ -202,7 +197,7 @@ def test_local_pipeline_directory(tmp_path, checkpoint, pyannote_data, monkeypat
 def test_bundled_default_is_a_pipeline_directory():
     """The default takes the same path as any local pipeline: config.yaml + checkpoints."""
     assert (bundled_pipeline_directory() / "config.yaml").is_file()
-    assert isinstance(load_diarizer("embedded").pipeline, BundledDiarization)
+    assert isinstance(load_diarizer("bundled").pipeline, BundledDiarization)
 
 
 def _voices(rng, speakers: int, windows: int, spread: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

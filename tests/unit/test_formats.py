@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import typing
 
 import pytest
 import srt
 import webvtt
 from openai.types.audio import Transcription, TranscriptionDiarized, TranscriptionVerbose
 
-from speakerscribe.formats import TranscriptionResult, render
+from speakerscribe.formats import FORMATTERS, TranscriptionResult, render
+from speakerscribe.protocol import ResponseFormat, TranslationFormat
 from speakerscribe.types import Segment, Word
 
 
@@ -127,3 +129,11 @@ def test_diarized_json_shapes():
         ("seg_1", "B", "Bye, now.", "transcript.text.segment"),
     ]
     assert parsed.task == "transcribe" and parsed.usage.type == "duration"
+
+
+def test_every_format_a_request_may_name_has_a_writer():
+    """Adding a format is one writer in ``FORMATTERS`` plus its name in ``ResponseFormat``."""
+    assert set(FORMATTERS) == set(typing.get_args(ResponseFormat))
+    assert set(typing.get_args(TranslationFormat)) <= set(FORMATTERS)
+    with pytest.raises(ValueError, match="unknown response_format"):
+        render(TranscriptionResult(duration=1.0, language="en", segments=[]), "tsv")  # type: ignore[arg-type]

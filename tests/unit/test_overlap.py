@@ -1,6 +1,6 @@
 """Overlapped speech: region arithmetic, word/segment flags, and the detector on real audio.
 
-No Ray. The last test runs the embedded segmentation model and Whisper tiny.en on
+No Ray. The last test runs the bundled segmentation model and Whisper tiny.en on
 pyannote's AMI excerpts dev00/dev01 and checks that flagged words cover at least half of
 the reference's overlapped speech (where >= 2 reference speakers talk).
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerscribe.overlap import (
+from speakerscribe.diarization.overlap import (
     OverlapDetector,
     flag_overlaps,
     hysteresis_regions,
@@ -137,17 +137,17 @@ def test_detector_flags_half_of_the_reference_overlap(testdata):
     tiny.en words from faster-whisper's own transcribe. Tuned on these files, where flagged
     words covered 0.57 of the 2.8 s of reference overlap. The same code and package versions
     cover 0.43 on an AMD EPYC machine, so the bound leaves room for the machine."""
-    from speakerscribe.diarization import load_diarizer, segmentation_model
-    from speakerscribe.embedded import segmentation_checkpoint_path
-    from speakerscribe.transcription import load_whisper_model
+    from speakerscribe.bundled_models import segmentation_checkpoint_path
+    from speakerscribe.diarization.diarizer import load_diarizer, segmentation_model
+    from speakerscribe.whisper.loading import load_whisper_model
 
     if not segmentation_checkpoint_path().is_file():
         pytest.fail(
             f"segmentation checkpoint missing at {segmentation_checkpoint_path()}; "
             "run `make models`"
         )
-    detector = OverlapDetector(segmentation_model(load_diarizer("embedded")), "cpu")
-    whisper = load_whisper_model("embedded", device="cpu")
+    detector = OverlapDetector(segmentation_model(load_diarizer("bundled")), "cpu")
+    whisper = load_whisper_model("bundled", device="cpu")
     data = testdata / "pyannote"
     covered = reference = outside = 0.0
     for uri in ("dev00", "dev01"):

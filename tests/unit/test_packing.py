@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
-from speakerscribe.packing import Slot, assemble, plan_windows, unpack
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
+from speakerscribe.whisper.packing import Slot, assemble, plan_windows, unpack
 
 SR = SAMPLE_RATE
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from speakerscribe.audio import decode_audio_bytes
-from speakerscribe.embedded import whisper_tiny_en_path
+from speakerscribe.bundled_models import whisper_tiny_en_path
 from tools.random_whisper import SIZES, build_random_whisper
 
 faster_whisper = pytest.importorskip("faster_whisper")

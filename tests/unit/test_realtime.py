@@ -1,7 +1,7 @@
 """Live transcription over the Realtime protocol, without Ray or a socket.
 
 Every event a session emits is checked against the ``openai`` package's own models.
-Most tests use fake models (fast, exact); a few run the embedded Whisper and the bundled
+Most tests use fake models (fast, exact); a few run the bundled Whisper and the bundled
 diarizer's speaker embedding (CAM++, what live sessions embed with) in-process on real
 speech.
 """
@@ -194,16 +194,17 @@ def diarized(**settings) -> dict:
 
 @pytest.fixture(scope="module")
 def whisper():
-    from speakerscribe.transcription import BatchTranscriber, load_whisper_model
+    from speakerscribe.whisper.decoding import BatchTranscriber
+    from speakerscribe.whisper.loading import load_whisper_model
 
-    return BatchTranscriber(load_whisper_model("embedded", device="cpu"))
+    return BatchTranscriber(load_whisper_model("bundled", device="cpu"))
 
 
 @pytest.fixture(scope="module")
 def diarizer():
-    from speakerscribe.diarization import load_diarizer
+    from speakerscribe.diarization.diarizer import load_diarizer
 
-    return load_diarizer("embedded")
+    return load_diarizer("bundled")
 
 
 def _decode_with(whisper):
@@ -223,7 +224,7 @@ def _decode_with(whisper):
 def offline_sample(sample, whisper) -> list[Segment]:
     """sample.wav transcribed as an upload is: VAD pieces, decoded, stitched."""
     from speakerscribe.chunking import split_audio, stitch
-    from speakerscribe.transcription import DecodeOptions
+    from speakerscribe.whisper.options import DecodeOptions
 
     decode = _decode_with(whisper)
     pieces = [p for p in split_audio(sample) if p.has_speech]

@@ -1,7 +1,7 @@
 """Vocal separation: the soft mask really helps Whisper under music; demucs loads from a local repo.
 
 No Ray. The Whisper check uses real recordings (jfk.flac, music_with_vocals.mp3) and the
-embedded tiny.en model, because "suppresses music" only matters if speech reads better.
+bundled tiny.en model, because "suppresses music" only matters if speech reads better.
 The demucs checks use a tiny randomly initialised HTDemucs saved in the exact on-disk
 format ``demucs.pretrained.get_model(name, repo=...)`` reads, since no real weights are
 reachable offline.
@@ -69,11 +69,11 @@ def sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
 def whisper():
     from faster_whisper import WhisperModel
 
-    from speakerscribe.embedded import EmbeddedModelMissing, whisper_tiny_en_path
+    from speakerscribe.bundled_models import BundledModelMissing, whisper_tiny_en_path
 
     try:
         path = whisper_tiny_en_path()
-    except EmbeddedModelMissing as exc:
+    except BundledModelMissing as exc:
         pytest.skip(str(exc))
     return WhisperModel(str(path), device="cpu", compute_type="int8")
 

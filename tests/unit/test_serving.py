@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from speakerscribe.errors import ModelNotFoundError
+from speakerscribe.pipeline.prepared import server_timing
+from speakerscribe.pipeline.service import TranscriptionService
 from speakerscribe.protocol import OPENAI_MODEL_IDS, TranscriptionRequest
-from speakerscribe.serving import TranscriptionService, server_timing
 from speakerscribe.settings import load_settings
 from speakerscribe.types import SAMPLE_RATE, Diarization, Segment, SpeakerTurn, Word
 
@@ -434,7 +435,7 @@ class ActorDiedError(Exception):  # stands in for ray.exceptions.ActorDiedError
 
 
 def test_a_call_whose_replica_died_is_sent_again_and_counted():
-    from speakerscribe.serving import retry_lost_replica
+    from speakerscribe.pipeline.stages import retry_lost_replica
 
     attempts, retried = [], []
 
@@ -450,7 +451,7 @@ def test_a_call_whose_replica_died_is_sent_again_and_counted():
 
 def test_retries_are_bounded_and_bad_input_is_not_retried():
     from speakerscribe.errors import AudioDecodeError
-    from speakerscribe.serving import retry_lost_replica
+    from speakerscribe.pipeline.stages import retry_lost_replica
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""Settings: env prefix, defaults give the embedded models, errors name the field."""
+"""Settings: env prefix, defaults give the bundled models, errors name the field."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import pytest
 from speakerscribe.settings import SettingsError, load_settings
 
 
-def test_defaults_are_the_embedded_models():
+def test_defaults_are_the_bundled_models():
     settings = load_settings()
-    assert settings.whisper_model == "embedded" and settings.diarization_pipeline == "embedded"
+    assert settings.whisper_model == "bundled" and settings.diarization_pipeline == "bundled"
+    assert settings.model_id == "whisper-tiny.en"
+
+
+def test_the_former_name_of_the_bundled_models_still_loads():
+    """Configs written before the rename say 'embedded'."""
+    settings = load_settings(whisper_model="embedded", diarization_pipeline="embedded")
+    assert settings.whisper_model == "bundled" and settings.diarization_pipeline == "bundled"
     assert settings.model_id == "whisper-tiny.en"
 
 

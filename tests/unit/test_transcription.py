@@ -1,4 +1,4 @@
-"""Batched decoding equals one-piece decoding, on the embedded tiny.en model (no Ray)."""
+"""Batched decoding equals one-piece decoding, on the bundled tiny.en model (no Ray)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,17 @@ import pytest
 
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
-from speakerscribe.transcription import (
-    BatchTranscriber,
-    DecodeOptions,
-    load_whisper_model,
-    resolve_compute_type,
-)
 from speakerscribe.types import SAMPLE_RATE
+from speakerscribe.whisper.decoding import BatchTranscriber
+from speakerscribe.whisper.loading import load_whisper_model, resolve_compute_type
+from speakerscribe.whisper.options import DecodeOptions
 from tools.scoring import read_stm_text, word_error_rate
 
 
 @pytest.fixture(scope="module")
 def transcriber() -> BatchTranscriber:
     """Two workers on any machine: a batch is split between them, as on a CPU server."""
-    return BatchTranscriber(load_whisper_model("embedded", device="cpu", workers=2))
+    return BatchTranscriber(load_whisper_model("bundled", device="cpu", workers=2))
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +72,8 @@ def test_sample_wav_reads_in_sentences(transcriber, pieces, testdata):
 def test_word_starts_never_go_back_across_segments():
     """A tail pass's first word can align before the last word of the pass before it
     (28.5 s then 28.4 s on sample.wav, on some CPUs)."""
-    from speakerscribe.transcription import _keep_word_order
     from speakerscribe.types import Segment, Word
+    from speakerscribe.whisper.segments import keep_word_order
 
     def segment(*words: tuple[float, float]) -> Segment:
         return Segment(
@@ -86,24 +83,24 @@ def test_word_starts_never_go_back_across_segments():
         )  # fmt: skip
 
     segments = [segment((27.84, 28.2), (28.5, 28.6)), segment((28.4, 28.45), (28.58, 28.7))]
-    _keep_word_order(segments)
+    keep_word_order(segments)
     assert [(w.start, w.end) for s in segments for w in s.words] == [
         (27.84, 28.2), (28.5, 28.6), (28.5, 28.5), (28.58, 28.7)
     ]  # fmt: skip
 
 
 def test_a_tail_that_reads_the_last_words_again_is_dropped():
-    from speakerscribe.transcription import _reread
     from speakerscribe.types import Segment
+    from speakerscribe.whisper.segments import is_reread
 
     before = [
         Segment(0, 0, 24.1, 27.5, " At least."),
         Segment(1, 0, 27.8, 29.9, " In New Jersey now."),
     ]
-    assert _reread(before, Segment(0, 0, 29.0, 29.9, " New Jersey now."))
-    assert _reread(before, Segment(0, 0, 29.0, 29.9, " new jersey, now"))
-    assert not _reread(before, Segment(0, 0, 30.5, 31.4, " New Jersey now."))  # said again, later
-    assert not _reread(before, Segment(0, 0, 29.0, 29.9, " We couldn't."))
+    assert is_reread(before, Segment(0, 0, 29.0, 29.9, " New Jersey now."))
+    assert is_reread(before, Segment(0, 0, 29.0, 29.9, " new jersey, now"))
+    assert not is_reread(before, Segment(0, 0, 30.5, 31.4, " New Jersey now."))  # said again, later
+    assert not is_reread(before, Segment(0, 0, 29.0, 29.9, " We couldn't."))
 
 
 def test_the_first_timestamp_may_fall_anywhere_in_the_window(transcriber, pieces, monkeypatch):
@@ -183,7 +180,7 @@ def test_packed_short_pieces_read_the_same(transcriber, testdata):
 
 def test_call_duration_scales_with_the_pieces_over_the_workers():
     """After an 8-piece call the next batch waits for a 1-piece call, not another 8-piece one."""
-    from speakerscribe.transcription import CallDuration
+    from speakerscribe.whisper.scheduling import CallDuration
 
     duration = CallDuration(workers=2, smoothing=0.5)
     assert duration.expected(4) == 0.0  # nothing seen yet: the configured wait applies

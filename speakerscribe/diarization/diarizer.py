@@ -3,8 +3,8 @@
 Every diarizer is a ``pyannote.audio.Pipeline`` loaded with ``Pipeline.from_pretrained``
 and wrapped by ``PyannotePipelineDiarizer``:
 
-- the bundled offline default (``"embedded"``) is the local pipeline directory that
-  ``make models`` writes into the model cache (``speakerscribe.bundled_diarization``);
+- the bundled offline default (``"bundled"``) is the local pipeline directory that
+  ``make models`` writes into the model cache (``speakerscribe.diarization.bundled``);
 - a hub id such as ``pyannote/speaker-diarization-community-1`` (needs a token);
 - any local directory holding a ``config.yaml`` whose checkpoints are ``$model/<subdir>``.
 
@@ -14,7 +14,7 @@ server has already decoded it, and torchcodec cannot decode files here anyway.
 
 from __future__ import annotations
 
-import speakerscribe.pyannote_offline  # noqa: F401  (before pyannote.audio)
+import speakerscribe.diarization.pyannote_offline  # noqa: F401  (before pyannote.audio)
 
 # isort: split
 import warnings
@@ -27,18 +27,16 @@ import torch
 from pyannote.audio import Model, Pipeline
 from pyannote.core import Annotation
 
-from speakerscribe.bundled_diarization import PIPELINE_DIRECTORY
-from speakerscribe.embedded import DEFAULT_MODEL_CACHE, EmbeddedModelMissing
-from speakerscribe.overlap import merge_regions, overlap_regions
-from speakerscribe.speakers import identify_speakers, name_turns
+from speakerscribe.bundled_models import DEFAULT_MODEL_CACHE, BundledModelMissing, is_bundled
+from speakerscribe.diarization.bundled import PIPELINE_CLASS, PIPELINE_DIRECTORY
+from speakerscribe.diarization.known_speakers import identify_speakers, name_turns
+from speakerscribe.diarization.overlap import merge_regions, overlap_regions
 from speakerscribe.types import (
     SAMPLE_RATE,
     Diarization,
     DiarizationOptions,
     SpeakerTurn,
 )
-
-EMBEDDED = "embedded"
 
 
 @runtime_checkable
@@ -216,16 +214,21 @@ def load_diarizer(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
 ) -> Diarizer:
-    """``None``/``"embedded"`` → the bundled offline pipeline; else a pyannote pipeline.
+    """``None``/``"bundled"`` → the bundled offline pipeline; else a pyannote pipeline.
 
     For the bundled pipeline ``cache_dir`` is the speakerscribe model cache (where
     ``make models`` put it); for a hub pipeline it is the Hugging Face cache.
     """
-    if source is None or source == EMBEDDED:
+    if source is None or is_bundled(source):
         directory = bundled_pipeline_directory(cache_dir)
-        if not (directory / "config.yaml").is_file():
-            raise EmbeddedModelMissing(
+        config = directory / "config.yaml"
+        if not config.is_file():
+            raise BundledModelMissing(
                 f"bundled diarizer not found at {directory}; run `make models` to install it"
+            )
+        if PIPELINE_CLASS not in config.read_text():
+            raise BundledModelMissing(
+                f"{config} was written by an older release; run `make models` to rewrite it"
             )
         return PyannotePipelineDiarizer.from_pretrained(str(directory), device=device)
     return PyannotePipelineDiarizer.from_pretrained(

@@ -1,0 +1,1 @@
+"""The HTTP API without Ray: API keys, the upload form, error objects and event streams."""

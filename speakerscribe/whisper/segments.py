@@ -1,0 +1,44 @@
+"""Tidying the segments of one piece across decoding passes: times shifted by a pass's
+offset, a tail that rereads what was said, word starts that go back."""
+
+from __future__ import annotations
+
+import re
+
+from speakerscribe.types import Segment
+
+
+def is_reread(before: list[Segment], segment: Segment) -> bool:
+    """``segment`` repeats the last words of ``before``, over audio they already cover.
+
+    Whisper's stop is a timestamp, often on a whole second with tiny.en: on sample.wav it
+    stopped at "… New Jersey now.<|29.00|>" (the last word ends at 29.88 s), and the tail
+    from 29 s read "New Jersey now." again.
+    """
+    words = plain_words(segment.text)
+    said = plain_words(" ".join(s.text for s in before))
+    return bool(words) and said[-len(words) :] == words and segment.start <= before[-1].end
+
+
+def keep_word_order(segments: list[Segment]) -> None:
+    """Word starts never go back: a tail's first word can align a frame before the last
+    word of the pass before it."""
+    floor = 0.0
+    for segment in segments:
+        for word in segment.words:
+            word.start = max(word.start, floor)
+            word.end = max(word.end, word.start)
+            floor = word.start
+
+
+def plain_words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+def shift_segment(segment: Segment, offset: float) -> None:
+    if offset:
+        segment.start = round(segment.start + offset, 3)
+        segment.end = round(segment.end + offset, 3)
+        for word in segment.words:
+            word.start = round(word.start + offset, 3)
+            word.end = round(word.end + offset, 3)

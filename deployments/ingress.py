@@ -19,7 +19,6 @@ from ray.serve import metrics
 from ray.serve.config import BackpressureConfig
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
-from speakerscribe.realtime.connection import serve_live_session
 
 import speakerscribe
 from deployments.stages import HandleStages, StageHandles
@@ -58,6 +57,7 @@ from speakerscribe.protocol import (
     TranslationRequest,
     blank_is_none,
 )
+from speakerscribe.realtime.connection import serve_live_session
 from speakerscribe.settings import Settings
 from speakerscribe.webhooks import WebhookPolicy
 

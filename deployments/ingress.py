@@ -26,6 +26,7 @@ from speakerscribe.api.auth import ApiKeyMiddleware, ApiKeys, Caller
 from speakerscribe.api.forms import read_upload_form
 from speakerscribe.api.http import (
     ERROR_RESPONSES,
+    RETRY_AFTER_S,
     error_response,
     form_schema,
     install_error_handlers,
@@ -87,7 +88,7 @@ async def _ready(handle: DeploymentHandle) -> bool:
 @serve.deployment(
     max_ongoing_requests=256,  # Serve's default of 5 would cap how many pieces reach the batcher
     max_queued_requests=512,  # past this, Serve's proxy answers 503 with Retry-After
-    backpressure_config=BackpressureConfig(status_code=503, retry_after_s=5),
+    backpressure_config=BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S),
     ray_actor_options={"num_cpus": 0.25},
 )
 @serve.ingress(api)

@@ -64,17 +64,6 @@ pruned structure, so when its eigengap says "one voice", linkage gets a second s
 PIPELINE_DIRECTORY = "bundled-diarization"
 """Folder of the model cache holding the bundled pipeline's ``config.yaml``."""
 
-PIPELINE_CLASS = "speakerscribe.diarization.bundled.BundledDiarization"
-PIPELINE_CONFIG = f"""\
-# Written by `make models` (speakerscribe.fetch_models). The bundled diarizer, as a pyannote
-# pipeline: load it with pyannote.audio.Pipeline.from_pretrained(<this folder>).
-pipeline:
-  name: {PIPELINE_CLASS}
-  params:
-    segmentation: $model/../{SEGMENTATION.target}
-    embedding: $model/../{CAMPPLUS_WEIGHTS.target}
-    embedding_architecture: $model/../{CAMPPLUS_ARCHITECTURE.target}
-"""
 DEFAULT_PARAMETERS: dict[str, dict[str, float]] = {
     "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
     "reassignment": {"purity": 0.7},
@@ -329,6 +318,20 @@ class _ReassignmentParameters(Pipeline):
     def __init__(self):
         super().__init__()
         self.purity = Uniform(0.5, 1.0)
+
+
+PIPELINE_CLASS = f"{BundledDiarization.__module__}.{BundledDiarization.__qualname__}"
+"""What the pipeline's ``config.yaml`` names; a config naming another class is stale."""
+PIPELINE_CONFIG = f"""\
+# Written by `make models` (speakerscribe.fetch_models). The bundled diarizer, as a pyannote
+# pipeline: load it with pyannote.audio.Pipeline.from_pretrained(<this folder>).
+pipeline:
+  name: {PIPELINE_CLASS}
+  params:
+    segmentation: $model/../{SEGMENTATION.target}
+    embedding: $model/../{CAMPPLUS_WEIGHTS.target}
+    embedding_architecture: $model/../{CAMPPLUS_ARCHITECTURE.target}
+"""
 
 
 def write_pipeline_config(cache_dir: Path | str) -> Path:

@@ -26,7 +26,7 @@ from speakerscribe.bundled_models import (
     SEGMENTATION,
     segmentation_checkpoint_path,
 )
-from speakerscribe.diarization.bundled import PIPELINE_CONFIG, BundledDiarization
+from speakerscribe.diarization.bundled import PIPELINE_CLASS, PIPELINE_CONFIG, BundledDiarization
 from speakerscribe.diarization.clustering import linkage_labels, spectral_labels, tidy_clusters
 from speakerscribe.diarization.diarizer import (
     BundledModelMissing,
@@ -162,6 +162,18 @@ def test_missing_checkpoint_says_make_models(tmp_path):
             embedding=tmp_path / "nothing.pt",
             embedding_architecture=tmp_path / "nothing.py",
         )
+
+
+def test_a_config_from_an_older_release_says_make_models(tmp_path):
+    """Caches written before the move name ``speakerscribe.bundled_diarization``."""
+    folder = tmp_path / "bundled-diarization"
+    folder.mkdir()
+    old = PIPELINE_CONFIG.replace(
+        PIPELINE_CLASS, "speakerscribe.bundled_diarization.BundledDiarization"
+    )
+    (folder / "config.yaml").write_text(old)
+    with pytest.raises(BundledModelMissing, match="older release.*make models"):
+        load_diarizer("bundled", cache_dir=tmp_path)
 
 
 def write_pipeline_dir(directory: Path, checkpoint: Path) -> Path:

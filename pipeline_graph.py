@@ -28,16 +28,17 @@ def build(args: Settings) -> Application:
     if not isinstance(args, Settings):  # a plain dict, e.g. from an older Serve
         args = load_settings(**dict(args or {}))
     # @serve.deployment makes each class a Deployment; mypy keeps a decorated class's own type
-    # each replica gets the settings without the secrets it does not use
+    # a model stage gets its own section; the ingress and the runners all settings, less
+    # the secrets they do not use
     handles = StageHandles(
-        separator=VocalSeparator.bind(args.for_stage("separator")),  # type: ignore[attr-defined]
+        separator=VocalSeparator.bind(args.separator),  # type: ignore[attr-defined]
         transcriber=Transcriber.options(  # type: ignore[attr-defined]
             user_config={
                 "max_batch_size": args.max_batch_size,
                 "batch_wait_timeout_s": args.batch_wait_timeout_s,
             }
-        ).bind(args.for_stage("transcriber")),
-        diarizer=Diarizer.bind(args.for_stage("diarizer")),  # type: ignore[attr-defined]
+        ).bind(args.transcriber),
+        diarizer=Diarizer.bind(args.diarizer),  # type: ignore[attr-defined]
     )
     job_runner = JobRunner.bind(args.for_stage("job_runner"), handles)  # type: ignore[attr-defined]
     return SpeechIngress.bind(args.for_stage("ingress"), handles, job_runner)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from speakerscribe.devices import torch_device
 from speakerscribe.diarization.diarizer import diarize_request, load_diarizer, segmentation_model
 from speakerscribe.diarization.overlap import OverlapDetector
 from speakerscribe.memory import start_heap_trimmer
-from speakerscribe.settings import Settings
+from speakerscribe.stage_settings import DiarizerSettings
 from speakerscribe.types import Diarization, DiarizationOptions
 
 
@@ -19,12 +19,12 @@ from speakerscribe.types import Diarization, DiarizationOptions
     ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8, max_queued_requests=128
 )
 class Diarizer:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: DiarizerSettings):
         self.settings = settings
         start_heap_trimmer(settings.heap_trim_interval_s)
-        device = torch_device(settings.diarization_device)
+        device = torch_device(settings.device)
         self.model = load_diarizer(
-            settings.diarization_pipeline,
+            settings.pipeline,
             token=settings.hf_token,
             cache_dir=settings.model_cache_dir,
             device=device,

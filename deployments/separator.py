@@ -10,19 +10,19 @@ from ray import serve
 from speakerscribe.devices import torch_device
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.separation import load_separator
-from speakerscribe.settings import Settings
+from speakerscribe.stage_settings import SeparatorSettings
 
 
 @serve.deployment(
     ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=8, max_queued_requests=128
 )
 class VocalSeparator:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: SeparatorSettings):
         start_heap_trimmer(settings.heap_trim_interval_s)
         self.model = load_separator(
-            settings.separation_model,
-            repo=settings.separation_repo,
-            device=torch_device(settings.separation_device),
+            settings.model,
+            repo=settings.repo,
+            device=torch_device(settings.device),
         )
         self._lock = asyncio.Lock()
 

@@ -21,7 +21,7 @@ from ray.serve import metrics
 
 from speakerscribe.errors import ModelNotFoundError
 from speakerscribe.memory import start_heap_trimmer
-from speakerscribe.settings import Settings
+from speakerscribe.stage_settings import TranscriberSettings
 from speakerscribe.types import SAMPLE_RATE, Segment
 from speakerscribe.whisper.decoding import BatchTranscriber
 from speakerscribe.whisper.loading import load_whisper_model
@@ -55,10 +55,10 @@ class _BatchDecorator(Protocol):
     health_check_period_s=10,
 )
 class Transcriber:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: TranscriberSettings):
         self.settings = settings
         start_heap_trimmer(settings.heap_trim_interval_s)
-        self.core = self._load(settings.whisper_model)
+        self.core = self._load(settings.model)
 
         async def load_other(model_id: str) -> BatchTranscriber:  # a plain function: Serve keeps
             return await self._load_other_model(model_id)  # its LRU cache on it, per replica
@@ -101,10 +101,10 @@ class Transcriber:
     def _load(self, source: str) -> BatchTranscriber:
         model = load_whisper_model(
             source,
-            device=self.settings.whisper_device,
-            compute_type=self.settings.whisper_compute_type,
-            cpu_threads=self.settings.whisper_cpu_threads,
-            workers=self.settings.whisper_workers,
+            device=self.settings.device,
+            compute_type=self.settings.compute_type,
+            cpu_threads=self.settings.cpu_threads,
+            workers=self.settings.workers,
             download_root=self.settings.model_cache_dir / "whisper",
         )
         return BatchTranscriber(model, pack_short_pieces=self.settings.pack_short_pieces)
@@ -112,12 +112,12 @@ class Transcriber:
     async def _load_other_model(self, model_id: str) -> BatchTranscriber:
         """Serve's multiplexing calls this on a replica's first request for ``model_id``."""
         logger.info("loading Whisper model %r", model_id)
-        return await asyncio.to_thread(self._load, self.settings.whisper_models[model_id])
+        return await asyncio.to_thread(self._load, self.settings.other_models[model_id])
 
     async def _model(self, model_id: str) -> BatchTranscriber:
         if model_id in ("", self.settings.model_id):
             return self.core
-        if model_id not in self.settings.whisper_models:
+        if model_id not in self.settings.other_models:
             raise ModelNotFoundError(f"model {model_id!r} is not served here", param="model")
         return await self._load_other(model_id)
 

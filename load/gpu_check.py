@@ -190,11 +190,11 @@ def application(settings, options: dict[str, dict]):
         "batch_wait_timeout_s": settings.batch_wait_timeout_s,
     }
     handles = StageHandles(
-        separator=VocalSeparator.options(**options["VocalSeparator"]).bind(settings),
+        separator=VocalSeparator.options(**options["VocalSeparator"]).bind(settings.separator),
         transcriber=Transcriber.options(user_config=batching, **options["Transcriber"]).bind(
-            settings
+            settings.transcriber
         ),
-        diarizer=Diarizer.options(**options["Diarizer"]).bind(settings),
+        diarizer=Diarizer.options(**options["Diarizer"]).bind(settings.diarizer),
     )
     job_runner = JobRunner.options(**options["JobRunner"]).bind(settings, handles)
     return SpeechIngress.options(**options["SpeechIngress"]).bind(settings, handles, job_runner)

@@ -9,22 +9,31 @@ with a message that names the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from speakerscribe.bundled_models import BUNDLED, DEFAULT_MODEL_CACHE, is_bundled
 from speakerscribe.protocol import DEFAULT_MODEL, OPENAI_MODEL_IDS
+from speakerscribe.stage_settings import (
+    Device,
+    DiarizerSettings,
+    SeparatorSettings,
+    TranscriberSettings,
+)
 
 ENV_PREFIX = "SPEAKERSCRIBE_"
 DEFAULT_DATA_DIR = Path("~/.local/share/speakerscribe").expanduser()
 
-Device = Literal["auto", "cpu", "cuda"]
-
 
 class Settings(BaseSettings):
-    """Every knob of the server; the defaults run the bundled offline models on a CPU."""
+    """Every knob of the server; the defaults run the bundled offline models on a CPU.
+
+    The ingress and the job runners, which run the pipeline, get all of it (less the
+    secrets they do not use, ``for_stage``); each model stage gets only its own section
+    (``separator``, ``transcriber``, ``diarizer``).
+    """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
@@ -343,6 +352,18 @@ class Settings(BaseSettings):
         }
         return self.model_copy(update=blank)
 
+    @property
+    def separator(self) -> SeparatorSettings:
+        return SeparatorSettings.of(self)
+
+    @property
+    def transcriber(self) -> TranscriberSettings:
+        return TranscriberSettings.of(self)
+
+    @property
+    def diarizer(self) -> DiarizerSettings:
+        return DiarizerSettings.of(self)
+
 
 SECRETS = (
     "hf_token",
@@ -356,10 +377,7 @@ STAGE_SECRETS: dict[str, tuple[str, ...]] = {
     # checks keys; refuses webhook jobs when nothing can sign them; reads and writes jobs
     "ingress": SECRETS,
     "job_runner": ("webhook_secret", "job_store_url"),  # signs job webhooks; works on jobs
-    "diarizer": ("hf_token",),  # gated pyannote pipelines
-    "transcriber": (),
-    "separator": (),
-}
+}  # the model stages get their own sections instead: Settings.separator and the rest
 
 
 class SettingsError(ValueError):

@@ -88,7 +88,7 @@ def test_two_transcriber_replicas_share_one_gpu(cluster):
         ray_actor_options=options,
         max_ongoing_requests=transcriber["max_ongoing_requests"],
         user_config=transcriber["user_config"],
-    ).bind(load_settings(**app["args"]))
+    ).bind(load_settings(**app["args"]).transcriber)
     serve.run(probe, name=PROBE_APP, route_prefix=None, blocking=False)
     try:
         wait_for(

@@ -88,7 +88,9 @@ def test_overload_gets_503_with_retry_after(app_named, testdata):
 
     settings = load_settings(enable_speaker_diarization=False)
     stages = StageHandles(
-        VocalSeparator.bind(settings), Transcriber.bind(settings), Diarizer.bind(settings)
+        VocalSeparator.bind(settings.separator),
+        Transcriber.bind(settings.transcriber),
+        Diarizer.bind(settings.diarizer),
     )
     tight = SpeechIngress.options(max_ongoing_requests=1, max_queued_requests=1).bind(
         settings, stages, JobRunner.bind(settings, stages)

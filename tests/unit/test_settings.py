@@ -58,16 +58,35 @@ def test_each_stage_gets_only_the_secrets_it_uses():
     )
     held = {
         stage: {name for name in SECRETS if getattr(settings.for_stage(stage), name)}
-        for stage in ("ingress", "job_runner", "diarizer", "transcriber", "separator")
+        for stage in ("ingress", "job_runner")
     }
     assert held == {
         "ingress": {"hf_token", "webhook_secret", "api_keys", "admin_api_keys"},
         "job_runner": {"webhook_secret"},
-        "diarizer": {"hf_token"},
-        "transcriber": set(),
-        "separator": set(),
     }
     assert settings.api_keys == ["k1"]  # a copy: the original keeps them
+    # a model stage's section holds no secret but the diarizer's token
+    for section in (settings.separator, settings.transcriber, settings.diarizer):
+        assert set(type(section).model_fields) & set(SECRETS) <= {"hf_token"}
+    assert settings.diarizer.hf_token == "hf_secret"
+
+
+def test_stage_sections_carry_their_stage_settings(tmp_path):
+    settings = load_settings(
+        whisper_device="cpu",
+        whisper_models={"other": str(tmp_path)},
+        diarization_device="cpu",
+        known_speaker_threshold=0.6,
+        separation_model="htdemucs",
+        heap_trim_interval_s=3,
+    )
+    assert settings.transcriber.device == "cpu"
+    assert settings.transcriber.model_id == settings.model_id
+    assert settings.transcriber.other_models == {"other": str(tmp_path)}
+    assert settings.diarizer.known_speaker_threshold == 0.6
+    assert settings.separator.model == "htdemucs"
+    sections = (settings.separator, settings.transcriber, settings.diarizer)
+    assert {section.heap_trim_interval_s for section in sections} == {3}
 
 
 def test_the_graph_binds_stage_settings_without_foreign_secrets():
@@ -88,11 +107,12 @@ def test_the_graph_binds_stage_settings_without_foreign_secrets():
             elif isinstance(argument, StageHandles):
                 for handle in argument.by_name().values():
                     walk(handle)
-            elif hasattr(argument, "api_keys"):
+            elif hasattr(argument, "heap_trim_interval_s"):  # Settings or a stage's section
                 seen[deployment.name] = argument
 
     walk(app)
     assert seen["SpeechIngress"].api_keys == ["k1"]
-    assert seen["Diarizer"].hf_token == "hf_secret" and not seen["Diarizer"].api_keys
-    assert not seen["Transcriber"].api_keys and seen["Transcriber"].hf_token is None
+    assert seen["Diarizer"].hf_token == "hf_secret" and not hasattr(seen["Diarizer"], "api_keys")
+    for stage in ("Transcriber", "VocalSeparator"):
+        assert not {"api_keys", "hf_token"} & set(type(seen[stage]).model_fields)
     assert not seen["JobRunner"].api_keys and seen["JobRunner"].hf_token is None

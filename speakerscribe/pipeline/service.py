@@ -20,19 +20,15 @@ from speakerscribe.audio import decode_audio_bytes, decode_audio_channels
 from speakerscribe.budget import AudioBudget, Reservation, declared_duration_s
 from speakerscribe.chunking import Piece, stitch
 from speakerscribe.diarization.known_speakers import decode_reference
-from speakerscribe.errors import (
-    OverloadedError,
-    StageTimeoutError,
-)
 from speakerscribe.formats import TranscriptionResult, logprobs_out
 from speakerscribe.pipeline.assembly import assemble_result, plan_pieces
+from speakerscribe.pipeline.deadlines import StageDeadlines
 from speakerscribe.pipeline.prepared import PreparedAudio, StageClock
 from speakerscribe.pipeline.requests import check_request, resolve_model
 from speakerscribe.pipeline.stages import (
     PieceCache,
     Progress,
     Stages,
-    is_lost_replica,
     no_progress,
 )
 from speakerscribe.protocol import TranscriptionRequest
@@ -60,6 +56,9 @@ class TranscriptionService:
         self.stages = stages
         self.budget = budget or AudioBudget(settings.audio_budget_s or float("inf"))
         self.queue_for_budget = queue_for_budget
+        self.deadlines = StageDeadlines(
+            settings.stage_timeout_s, settings.stage_timeout_per_audio_s
+        )
 
     async def _admit(self, data: bytes) -> Reservation:
         """Reserve the upload's declared length before decoding any of it."""
@@ -147,7 +146,7 @@ class TranscriptionService:
             progress("separation", 0.0)
             with clock.measure("separation"):
                 tracks = list(
-                    await self._within(
+                    await self.deadlines.within(
                         "separation",
                         asyncio.gather(*[self.stages.separate(t) for t in tracks]),
                         tracks[0].shape[0],
@@ -272,11 +271,13 @@ class TranscriptionService:
             ]
             diarization = prepared.diarizing
             deltas, results = [], []
-            deadline = asyncio.get_running_loop().time() + self._budget(track.shape[0])
+            deadline = asyncio.get_running_loop().time() + self.deadlines.for_audio(track.shape[0])
             try:
                 for task in tasks:
                     remaining = deadline - asyncio.get_running_loop().time()
-                    segments = await self._within("transcription", task, track.shape[0], remaining)
+                    segments = await self.deadlines.within(
+                        "transcription", task, track.shape[0], remaining
+                    )
                     results.append(segments)
                     delta = "".join(s.text for s in segments)
                     if not deltas:
@@ -316,7 +317,7 @@ class TranscriptionService:
         """Every track's pieces to the Transcriber at once, under one deadline."""
         with prepared.clock.measure("transcription"):
             return list(
-                await self._within(
+                await self.deadlines.within(
                     "transcription",
                     asyncio.gather(
                         *[
@@ -334,7 +335,7 @@ class TranscriptionService:
         self, mix: np.ndarray, options: DiarizationOptions, clock: StageClock
     ) -> Diarization:
         with clock.measure("diarization"):
-            return await self._within(
+            return await self.deadlines.within(
                 "diarization", self.stages.diarize(mix, options), mix.shape[0]
             )
 
@@ -356,7 +357,7 @@ class TranscriptionService:
                 # Whisper reads 30 s: send no more (the rest of a long file is hundreds of MB)
                 first = track[plan[0].start : plan[0].start + LANGUAGE_WINDOW]
                 detection = self.stages.detect_language(first, model)
-                return await self._within("language detection", detection, 0)
+                return await self.deadlines.within("language detection", detection, 0)
         return "en"
 
     async def _transcribe_track(
@@ -382,25 +383,3 @@ class TranscriptionService:
                 await cache.keep(track, piece, segments)
         prepared.piece_done(piece)
         return segments
-
-    def _budget(self, num_samples: int) -> float:
-        """A stage's deadline grows with the audio: long files are slow, not stuck."""
-        seconds = num_samples / SAMPLE_RATE
-        return self.settings.stage_timeout_s + self.settings.stage_timeout_per_audio_s * seconds
-
-    async def _within(self, stage: str, awaitable, num_samples: int, budget: float | None = None):
-        """Await a stage under its deadline (504), and turn a lost replica into a 503."""
-        budget = self._budget(num_samples) if budget is None else budget
-        try:
-            return await asyncio.wait_for(awaitable, timeout=max(budget, 0.001))
-        except TimeoutError:
-            raise StageTimeoutError(
-                f"{stage} took longer than its {budget:.0f} s deadline"
-            ) from None
-        except Exception as error:
-            if is_lost_replica(error):
-                raise OverloadedError(
-                    f"a {stage} replica failed while serving this request; retry shortly",
-                    code="replica_failed",
-                ) from None
-            raise

@@ -342,8 +342,10 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     def for_stage(self, stage: str) -> Settings:
-        """A copy without the secrets ``stage`` does not use, so that a replica (its actor
-        spec, its logs, a heap dump) never holds an API key or token it has no use for."""
+        """For the ingress or a job runner: a copy without the secrets ``stage`` does not use,
+        so its replica (actor spec, logs, heap dump) never holds a key it has no use for."""
+        if stage not in STAGE_SECRETS:  # a model stage: bind it with its own section
+            raise KeyError(f"{stage!r} takes its section of the settings, not for_stage")
         keep = STAGE_SECRETS[stage]
         blank: dict[str, Any] = {
             name: [] if isinstance(getattr(self, name), list) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -85,6 +86,16 @@ Append a function to change the schema; never edit one that has shipped."""
 
 JOB_FIELDS = tuple(f.name for f in fields(Job))
 JOB_COLUMNS = [jobs.c[name] for name in JOB_FIELDS]
+
+
+def job_values(job: Job) -> dict[str, Any]:
+    """A job's fields as the values of its row."""
+    return {name: getattr(job, name) for name in JOB_FIELDS}
+
+
+def job_from_row(row: Any) -> Job:
+    """The job a row of ``JOB_COLUMNS`` holds."""
+    return Job(**{name: getattr(row, name) for name in JOB_FIELDS})
 
 
 def _sqlite_url(url: str) -> bool:

@@ -5,7 +5,8 @@ cluster whose nodes share one database. Every ingress and runner replica opens t
 store, so a job outlives the replica that accepted it, the runner that worked on it and
 the whole cluster. Payloads over ``inline_max_bytes`` (most uploads) go to a
 ``BlobStore`` (files under the data directory, or any fsspec URL) and the row keeps
-their key. All methods are synchronous and short; async callers run them in a thread.
+their key (``jobs.payloads``); ``jobs.database`` holds what SQLite and PostgreSQL do
+differently. All methods are synchronous and short; async callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from __future__ import annotations
 import builtins
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from speakerscribe.errors import RateLimitError, SpeechServerError
 from speakerscribe.jobs.blobs import BlobStore
+from speakerscribe.jobs.database import Database
+from speakerscribe.jobs.ending import delete_jobs, end_jobs
 from speakerscribe.jobs.model import (
     FINISHED,
     MAX_ATTEMPTS,
@@ -33,15 +33,8 @@ from speakerscribe.jobs.model import (
     StoredJobError,
     visible,
 )
-from speakerscribe.jobs.schema import (
-    JOB_COLUMNS,
-    JOB_FIELDS,
-    MIGRATIONS,
-    job_pieces,
-    jobs,
-    open_engine,
-    schema_versions,
-)
+from speakerscribe.jobs.payloads import Payloads
+from speakerscribe.jobs.schema import JOB_COLUMNS, job_from_row, job_pieces, job_values, jobs
 
 
 class JobStore:
@@ -62,45 +55,21 @@ class JobStore:
         inline_max_bytes: int = 1 << 20,
     ):
         self.url = url
-        self.engine = open_engine(url)
+        self.database = Database(url)
+        self.engine = self.database.engine
         self.blobs = blobs
         self.ttl_s = ttl_s
         self.max_jobs = max_jobs
         self.stale_after_s = stale_after_s
         self.inline_max_bytes = inline_max_bytes
-        self._postgres = self.engine.dialect.name == "postgresql"
+        self.payloads = Payloads(blobs, inline_max_bytes)
         self.migrate()
 
     # --- schema -------------------------------------------------------------------------
 
     def migrate(self) -> int:
         """Apply the missing migrations (one process at a time) and return the version."""
-        with self._writing() as connection:
-            schema_versions.create(connection, checkfirst=True)
-            current = connection.scalar(select(func.max(schema_versions.c.version))) or 0
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                MIGRATIONS[version - 1](connection)
-                connection.execute(
-                    insert(schema_versions).values(version=version, applied_at=time.time())
-                )
-        return len(MIGRATIONS)
-
-    @contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        """A read-only connection: on SQLite a deferred BEGIN, so readers never queue
-        behind a writer (WAL gives them the last committed state)."""
-        with self.engine.connect() as connection:
-            yield connection.execution_options(reading=True)
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """One transaction that may write; on PostgreSQL it holds the store's advisory lock,
-        so the job count and the schema change one writer at a time (claims do not take it:
-        ``SKIP LOCKED`` lets them run side by side)."""
-        with self.engine.begin() as connection:
-            if self._postgres:
-                connection.execute(text("SELECT pg_advisory_xact_lock(7305124)"))
-            yield connection
+        return self.database.migrate()
 
     # --- clients (through the ingress) -------------------------------------------------
 
@@ -124,17 +93,18 @@ class JobStore:
             webhook_url=webhook_url,
             owner=owner,
         )
-        payload = self._payload("audio", job.id, audio)  # written before the row points at it
-        with self._writing() as connection:
+        # written before the row points at it
+        payload = self.payloads.columns("audio", job.id, audio)
+        with self.database.writing() as connection:
             kept = connection.scalar(select(func.count()).select_from(jobs)) or 0
             if kept >= self.max_jobs:
-                self._drop_blobs([payload.get("audio_key")])
+                self.payloads.drop([payload.get("audio_key")])
                 raise RateLimitError(
                     f"{self.max_jobs} jobs are kept already; delete finished ones or wait for "
                     "them to expire",
                     code="too_many_jobs",
                 )
-            connection.execute(insert(jobs).values(**_row(job), **payload))
+            connection.execute(insert(jobs).values(**job_values(job), **payload))
         return job.public()
 
     def get(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
@@ -145,8 +115,8 @@ class JobStore:
         query = select(*JOB_COLUMNS).order_by(jobs.c.created_at.desc()).limit(limit)
         if viewer is not None:
             query = query.where(jobs.c.owner == viewer)
-        with self._reading() as connection:
-            return [_job(row).public() for row in connection.execute(query)]
+        with self.database.reading() as connection:
+            return [job_from_row(row).public() for row in connection.execute(query)]
 
     def result(
         self, job_id: str, viewer: str | None = None
@@ -154,11 +124,11 @@ class JobStore:
         """(job, stored result, submitted form) of a succeeded job; a failed job's own error."""
         job = self._job(job_id, viewer)
         if job.status == "succeeded":
-            with self._reading() as connection:
+            with self.database.reading() as connection:
                 row = connection.execute(
                     select(jobs.c.result, jobs.c.result_key).where(jobs.c.id == job_id)
                 ).one()
-            return job.public(), self._read(row.result, row.result_key), job.form
+            return job.public(), self.payloads.read(row.result, row.result_key), job.form
         if job.status == "failed" and job.error:
             raise StoredJobError(job.error, job.error_status or 500)
         if job.status == "cancelled":
@@ -173,8 +143,9 @@ class JobStore:
     def cancel(self, job_id: str, viewer: str | None = None) -> dict[str, Any]:
         """A queued job ends at once; a running one is told at its runner's next heartbeat."""
         job = self._job(job_id, viewer)
-        with self._writing() as connection:
-            if not self._end(connection, job_id, "cancelled", where=jobs.c.status == "queued"):
+        with self.database.writing() as connection:
+            queued = jobs.c.status == "queued"
+            if not end_jobs(connection, self.payloads, job_id, "cancelled", where=queued):
                 connection.execute(
                     update(jobs)
                     .where(jobs.c.id == job_id, jobs.c.status == "running")
@@ -187,9 +158,9 @@ class JobStore:
         public = self.cancel(job_id, viewer)
         deleted = public["status"] in FINISHED
         if deleted:
-            with self._writing() as connection:
-                keys = self._delete_rows(connection, jobs.c.id == job_id)
-            self._drop_blobs(keys)
+            with self.database.writing() as connection:
+                keys = delete_jobs(connection, jobs.c.id == job_id)
+            self.payloads.drop(keys)
         return {**public, "deleted": deleted}
 
     # --- runners ------------------------------------------------------------------------
@@ -227,8 +198,8 @@ class JobStore:
             row = connection.execute(claim).one_or_none()
         if row is None:
             return None
-        job = _job(row)
-        return _as_dict(job), self._read(row.audio, row.audio_key)
+        job = job_from_row(row)
+        return job_values(job), self.payloads.read(row.audio, row.audio_key)
 
     def heartbeat(
         self,
@@ -242,9 +213,7 @@ class JobStore:
         stop (cancelled, or no longer its job)."""
         values: dict[str, Any] = {
             "heartbeat_at": time.time(),
-            "progress": func.max(jobs.c.progress, min(max(progress, 0.0), 1.0))
-            if not self._postgres
-            else func.greatest(jobs.c.progress, min(max(progress, 0.0), 1.0)),
+            "progress": self.database.greatest(jobs.c.progress, min(max(progress, 0.0), 1.0)),
         }
         if stage is not None:
             values["stage"] = stage
@@ -265,11 +234,8 @@ class JobStore:
 
     def save_piece(self, job_id: str, key: str, payload: bytes) -> None:
         """A finished piece's words, kept until the job ends so a later attempt reuses them."""
-        dialect = postgresql if self._postgres else sqlite
-        statement = (
-            dialect.insert(job_pieces)
-            .values(job_id=job_id, key=key, payload=payload, saved_at=time.time())
-            .on_conflict_do_nothing()
+        statement = self.database.insert_if_absent(
+            job_pieces, job_id=job_id, key=key, payload=payload, saved_at=time.time()
         )
         try:
             with self.engine.begin() as connection:
@@ -279,7 +245,7 @@ class JobStore:
 
     def pieces(self, job_id: str) -> dict[str, bytes]:
         """Every piece an earlier attempt of this job finished, by key."""
-        with self._reading() as connection:
+        with self.database.reading() as connection:
             rows = connection.execute(
                 select(job_pieces.c.key, job_pieces.c.payload).where(job_pieces.c.job_id == job_id)
             )
@@ -313,12 +279,12 @@ class JobStore:
     ) -> dict[str, Any] | None:
         """The runner's last word; ignored if the job was handed to another runner meanwhile."""
         # a large result is written before the row points at it, and dropped if not kept
-        payload = self._payload("result", job_id, result) if status == "succeeded" else {}
+        payload = self.payloads.columns("result", job_id, result) if status == "succeeded" else {}
         values: dict[str, Any] = {}
         if error is not None:
             values["error"] = error.to_openai()["error"]
             values["error_status"] = error.status_code
-        with self._writing() as connection:
+        with self.database.writing() as connection:
             current = connection.execute(
                 select(jobs.c.status).where(
                     jobs.c.id == job_id,
@@ -329,9 +295,11 @@ class JobStore:
             final: JobStatus = "cancelled" if current == "cancelling" else status
             if final == "succeeded":
                 values.update(payload, progress=1.0)
-            ended = current is not None and self._end(connection, job_id, final, **values)
+            ended = current is not None and end_jobs(
+                connection, self.payloads, job_id, final, **values
+            )
         if final != "succeeded" or not ended:
-            self._drop_blobs([payload.get("result_key")])
+            self.payloads.drop([payload.get("result_key")])
         return self._job(job_id).public() if ended else None
 
     def record_webhook(self, job_id: str, outcome: dict[str, Any]) -> None:
@@ -344,10 +312,17 @@ class JobStore:
         or fail once they have used up their attempts."""
         silent_since = time.time() - self.stale_after_s
         silent = jobs.c.status.in_(("running", "cancelling")) & (jobs.c.heartbeat_at < silent_since)
-        with self._writing() as connection:
-            self._end(connection, None, "cancelled", where=silent & (jobs.c.status == "cancelling"))
-            self._end(
+        with self.database.writing() as connection:
+            end_jobs(
                 connection,
+                self.payloads,
+                None,
+                "cancelled",
+                where=silent & (jobs.c.status == "cancelling"),
+            )
+            end_jobs(
+                connection,
+                self.payloads,
                 None,
                 "failed",
                 where=silent & (jobs.c.status == "running") & (jobs.c.attempts >= MAX_ATTEMPTS),
@@ -372,13 +347,13 @@ class JobStore:
     def expire(self) -> builtins.list[str]:
         """Finished jobs older than ``ttl_s`` go, with their audio, pieces and result."""
         expired = jobs.c.finished_at < time.time() - self.ttl_s
-        with self._reading() as connection:
+        with self.database.reading() as connection:
             gone = builtins.list(connection.execute(select(jobs.c.id).where(expired)).scalars())
         if not gone:
             return []
-        with self._writing() as connection:
-            keys = self._delete_rows(connection, jobs.c.id.in_(gone) & expired)
-        self._drop_blobs(keys)
+        with self.database.writing() as connection:
+            keys = delete_jobs(connection, jobs.c.id.in_(gone) & expired)
+        self.payloads.drop(keys)
         return gone
 
     def close(self) -> None:
@@ -386,91 +361,13 @@ class JobStore:
 
     # --- inside ---------------------------------------------------------------------------
 
-    def _end(
-        self,
-        connection: Connection,
-        job_id: str | None,
-        status: JobStatus,
-        *,
-        where: Any = None,
-        **values: Any,
-    ) -> bool:
-        """Jobs end: the audio and the pieces are not kept once a job is over."""
-        condition = jobs.c.id == job_id if job_id is not None else jobs.c.id.is_not(None)
-        if where is not None:
-            condition = condition & where
-        ended = builtins.list(
-            connection.execute(
-                update(jobs)
-                .where(condition)
-                .values(
-                    status=status,
-                    finished_at=time.time(),
-                    heartbeat_at=None,
-                    audio=None,
-                    audio_key=None,
-                    **values,
-                )
-                .returning(jobs.c.id)
-            ).scalars()
-        )
-        if not ended:
-            return False
-        connection.execute(delete(job_pieces).where(job_pieces.c.job_id.in_(ended)))
-        # the audio blob of an ended job: its key is gone from the row, the file goes too
-        for job_id_ended in ended:
-            self.blobs.delete(_blob_key("audio", job_id_ended))
-        return True
-
-    def _delete_rows(self, connection: Connection, condition: Any) -> builtins.list[str | None]:
-        rows = connection.execute(
-            delete(jobs).where(condition).returning(jobs.c.audio_key, jobs.c.result_key)
-        ).all()
-        return [key for row in rows for key in row]
-
     def _job(self, job_id: str, viewer: str | None = None) -> Job:
         self.expire()
-        with self._reading() as connection:
+        with self.database.reading() as connection:
             row = connection.execute(select(*JOB_COLUMNS).where(jobs.c.id == job_id)).one_or_none()
-        job = None if row is None else _job(row)
+        job = None if row is None else job_from_row(row)
         if job is None or not visible(job, viewer):
             raise JobNotFoundError(
                 f"no job {job_id!r} (finished jobs expire after {self.ttl_s:.0f} s)", param="job_id"
             )
         return job
-
-    def _payload(self, kind: str, job_id: str, data: bytes) -> dict[str, Any]:
-        """Column values for a payload: inline when small, else a blob and its key."""
-        if len(data) <= self.inline_max_bytes:
-            return {kind: data, f"{kind}_key": None}
-        key = _blob_key(kind, job_id)
-        if kind == "result":  # one key per write: a late finish never overwrites a kept one
-            key = f"{key}.{uuid.uuid4().hex[:12]}"
-        self.blobs.put(key, data)
-        return {kind: None, f"{kind}_key": key}
-
-    def _read(self, inline: bytes | None, key: str | None) -> bytes:
-        if key is not None:
-            return self.blobs.get(key)
-        return bytes(inline or b"")
-
-    def _drop_blobs(self, keys: builtins.list[str | None]) -> None:
-        for key in keys:
-            if key is not None:
-                self.blobs.delete(key)
-
-
-def _blob_key(kind: str, job_id: str) -> str:
-    return f"{kind}/{job_id}"
-
-
-def _row(job: Job) -> dict[str, Any]:
-    return {name: getattr(job, name) for name in JOB_FIELDS}
-
-
-def _job(row: Any) -> Job:
-    return Job(**{name: getattr(row, name) for name in JOB_FIELDS})
-
-
-def _as_dict(job: Job) -> dict[str, Any]:
-    return _row(job)

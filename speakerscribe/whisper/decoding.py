@@ -21,24 +21,23 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
-from faster_whisper.transcribe import (
-    TranscriptionOptions,
-    get_compression_ratio,
-    get_suppressed_tokens,
-)
+from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from speakerscribe.errors import InvalidRequestError, ModelFailureError
-from speakerscribe.types import SAMPLE_RATE, Segment, Word
+from speakerscribe.types import SAMPLE_RATE, Segment
 from speakerscribe.whisper.options import DecodeOptions, PieceTranscript
 from speakerscribe.whisper.packing import WINDOW_S, assemble, plan_windows, unpack
+from speakerscribe.whisper.results import (
+    LOGPROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    slice_batch,
+    to_segments,
+)
 from speakerscribe.whisper.scheduling import CallDuration
 from speakerscribe.whisper.segments import is_reread, keep_word_order, shift_segment
 
 logger = logging.getLogger(__name__)
 
-# Whisper's own rule for dropping a segment as silence (openai/whisper transcribe.py).
-NO_SPEECH_THRESHOLD = 0.6
-LOGPROB_THRESHOLD = -1.0
 MAX_PASSES = 4
 """Decoding passes per piece: the first, then up to three continuations of an early stop."""
 MIN_TAIL_S = 1.0
@@ -232,16 +231,16 @@ class BatchTranscriber:
                 self.model.add_word_timestamps(
                     [raw],
                     tokenizer,
-                    _slice_batch(encoder_output, index),
+                    slice_batch(encoder_output, index),
                     [segment_size],
                     fw_options.prepend_punctuations,
                     fw_options.append_punctuations,
                     0.0,
                 )
-            segments = self._to_segments(raw, output, options, duration)
+            segments = to_segments(raw, output, options, duration)
             if options.logprobs and segments:
                 self._add_logprobs(
-                    segments, tokenizer, _slice_batch(encoder_output, index), segment_size
+                    segments, tokenizer, slice_batch(encoder_output, index), segment_size
                 )
             decoded.append((segments, seek / frames_per_second))
         return decoded
@@ -354,60 +353,3 @@ class BatchTranscriber:
             hallucination_silence_threshold=None,
             hotwords=None,
         )
-
-    @staticmethod
-    def _to_segments(
-        raw: list[dict], output: dict, options: DecodeOptions, duration: float
-    ) -> list[Segment]:
-        no_speech = float(output["no_speech_prob"])
-        avg_logprob = float(output["avg_logprob"])
-        if no_speech > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
-            return []  # Whisper's silence rule: the piece holds no speech
-
-        def clamp(seconds: float) -> float:
-            """Inside the piece: word alignment can land a frame before 0 or past the end."""
-            return round(min(max(float(seconds), 0.0), duration), 3)
-
-        segments: list[Segment] = []
-        for item in raw:
-            text = item["text"]
-            if not text.strip():
-                continue
-            words = [
-                Word(
-                    word=w["word"],
-                    start=clamp(w["start"]),
-                    end=clamp(w["end"]),
-                    probability=float(w["probability"]),
-                )
-                for w in item.get("words", [])
-            ]
-            segments.append(
-                Segment(
-                    id=len(segments),
-                    seek=0,
-                    start=clamp(item["start"]),
-                    end=clamp(item["end"]),
-                    text=text,
-                    tokens=list(item["tokens"]),
-                    temperature=options.temperature,
-                    avg_logprob=avg_logprob,
-                    compression_ratio=get_compression_ratio(text),
-                    no_speech_prob=no_speech,
-                    words=words,
-                )
-            )
-        return segments
-
-
-def _slice_batch(storage: ctranslate2.StorageView, index: int) -> ctranslate2.StorageView:
-    """One item of a batched encoder output, without re-encoding."""
-    if storage.device == "cpu":
-        return ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(np.asarray(storage)[index : index + 1])
-        )
-    import torch  # CUDA storage: go through torch's view of the same memory
-
-    return ctranslate2.StorageView.from_array(
-        torch.as_tensor(storage, device="cuda")[index : index + 1].contiguous()
-    )

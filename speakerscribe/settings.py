@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from speakerscribe.bundled_models import BUNDLED, DEFAULT_MODEL_CACHE, is_bundled
 from speakerscribe.protocol import DEFAULT_MODEL, OPENAI_MODEL_IDS
 from speakerscribe.stage_settings import (
+    SECRETS,
+    STAGE_SECRETS,
     Device,
     DiarizerSettings,
     SeparatorSettings,
@@ -365,21 +367,6 @@ class Settings(BaseSettings):
     @property
     def diarizer(self) -> DiarizerSettings:
         return DiarizerSettings.of(self)
-
-
-SECRETS = (
-    "hf_token",
-    "webhook_secret",
-    "api_keys",
-    "api_keys_file",
-    "admin_api_keys",
-    "job_store_url",
-)
-STAGE_SECRETS: dict[str, tuple[str, ...]] = {
-    # checks keys; refuses webhook jobs when nothing can sign them; reads and writes jobs
-    "ingress": SECRETS,
-    "job_runner": ("webhook_secret", "job_store_url"),  # signs job webhooks; works on jobs
-}  # the model stages get their own sections instead: Settings.separator and the rest
 
 
 class SettingsError(ValueError):

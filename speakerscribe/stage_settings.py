@@ -15,6 +15,21 @@ from pydantic import BaseModel, ConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
 
+# The flat settings' secret fields, and those the whole-pipeline stages keep (for_stage).
+SECRETS = (
+    "hf_token",
+    "webhook_secret",
+    "api_keys",
+    "api_keys_file",
+    "admin_api_keys",
+    "job_store_url",
+)
+STAGE_SECRETS: dict[str, tuple[str, ...]] = {
+    # checks keys; refuses webhook jobs when nothing can sign them; reads and writes jobs
+    "ingress": SECRETS,
+    "job_runner": ("webhook_secret", "job_store_url"),  # signs job webhooks; works on jobs
+}  # the model stages get their own sections instead: Settings.separator and the rest
+
 
 class StageSettings(BaseModel):
     """What every model stage's replica needs."""

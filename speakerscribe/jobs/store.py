@@ -61,7 +61,6 @@ class JobStore:
         self.ttl_s = ttl_s
         self.max_jobs = max_jobs
         self.stale_after_s = stale_after_s
-        self.inline_max_bytes = inline_max_bytes
         self.payloads = Payloads(blobs, inline_max_bytes)
         self.migrate()
 

@@ -51,7 +51,7 @@ def test_served_models_are_the_default_then_the_others(tmp_path):
 
 
 def test_each_stage_gets_only_the_secrets_it_uses():
-    from speakerscribe.settings import SECRETS
+    from speakerscribe.stage_settings import SECRETS
 
     settings = load_settings(
         hf_token="hf_secret", webhook_secret="whsec_x", api_keys=["k1"], admin_api_keys=["k1"]

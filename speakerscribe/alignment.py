@@ -13,7 +13,7 @@ order of first appearance, as OpenAI's diarizing model names them.
 from __future__ import annotations
 
 import string
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Set
 from itertools import accumulate
 
@@ -172,35 +172,129 @@ WIDEN_MAX_S = 1.0
 """A segment grows at most this far past its words on each side: a turn whose words
 Whisper did not hear does not stretch a subtitle over seconds of nothing."""
 
+OVERHANG_S = 0.75
+"""A segment edge further than this outside its speaker's turns is cut back to them:
+Whisper stretches a last word over the silence after it (falcon_test: "like..." to
+12.9 s, the turn ends at 11.1 s). Nearer edges stay, since the diarizer also misses the
+soft ends of words that Whisper heard."""
 
-def widen_to_turns(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
-    """Stretch each segment's edges, in place, out to the turns of its speaker that it
-    overlaps, never past its neighbours' edges nor ``WIDEN_MAX_S`` past its words;
-    words and text stay as they are."""
+MIN_WORD_S = 0.2
+"""Cutting an edge back leaves at least this much of its outermost word."""
+
+
+def _by_speaker(turns: list[SpeakerTurn]) -> dict[str, list[SpeakerTurn]]:
     by_speaker: dict[str, list[SpeakerTurn]] = {}
     for turn in sorted(turns, key=lambda t: (t.start, t.end)):
         by_speaker.setdefault(turn.speaker, []).append(turn)
-    # the latest end so far, per speaker: turns before the bisection point all end earlier
-    ends = {
-        speaker: list(accumulate((t.end for t in own), max)) for speaker, own in by_speaker.items()
-    }
-    ordered = sorted(segments, key=lambda s: (s.start, s.end))
-    previous_end = float("-inf")
-    for index, segment in enumerate(ordered):
-        own = by_speaker.get(segment.speaker or "", [])
-        next_start = ordered[index + 1].start if index + 1 < len(ordered) else float("inf")
-        first = bisect_right(ends.get(segment.speaker or "", []), segment.start)
-        touching = []
-        while first < len(own) and own[first].start < segment.end:
-            if own[first].end > segment.start:
-                touching.append(own[first])
+    return by_speaker
+
+
+class _OwnTurns:
+    """Each speaker's turns, sorted, with the running latest end so a bisection finds the
+    first turn that can reach a time (one long turn does not make every lookup a scan)."""
+
+    def __init__(self, turns: list[SpeakerTurn]):
+        self.by_speaker = _by_speaker(turns)
+        self.ends = {
+            speaker: list(accumulate((t.end for t in own), max))
+            for speaker, own in self.by_speaker.items()
+        }
+
+    def touching(self, speaker: str | None, start: float, end: float) -> list[SpeakerTurn]:
+        own = self.by_speaker.get(speaker or "", [])
+        first = bisect_right(self.ends.get(speaker or "", []), start)
+        found = []
+        while first < len(own) and own[first].start < end:
+            if own[first].end > start:
+                found.append(own[first])
             first += 1
-        if touching:
-            wanted_start = max(touching[0].start, previous_end, segment.start - WIDEN_MAX_S)
-            wanted_end = min(max(t.end for t in touching), next_start, segment.end + WIDEN_MAX_S)
-            segment.start = min(segment.start, wanted_start)
-            segment.end = max(segment.end, wanted_end)
-        previous_end = max(previous_end, segment.end)
+        return found
+
+
+def _uncovered(start: float, end: float, turns: list[SpeakerTurn]) -> list[tuple[float, float]]:
+    """The parts of ``[start, end]`` that none of ``turns`` (sorted by start) covers."""
+    gaps, at = [], start
+    for turn in turns:
+        if turn.start > at:
+            gaps.append((at, min(turn.start, end)))
+        at = max(at, turn.end)
+        if at >= end:
+            return gaps
+    return [*gaps, (at, end)]
+
+
+def trim_to_turns(segment: Segment, touching: list[SpeakerTurn]) -> None:
+    """Cut an edge lying more than ``OVERHANG_S`` outside the speaker's turns back to them
+    (never to less than ``MIN_WORD_S`` of the outer word); word times are clipped too."""
+    if not touching or not segment.words:
+        return
+    first_start = min(t.start for t in touching)
+    last_end = max(t.end for t in touching)
+    if segment.end > last_end + OVERHANG_S:
+        segment.end = max(last_end, segment.words[-1].start + MIN_WORD_S, segment.start)
+        for word in segment.words:
+            word.end = min(word.end, segment.end)
+            word.start = min(word.start, word.end)
+    if segment.start < first_start - OVERHANG_S:
+        segment.start = min(first_start, segment.words[0].end - MIN_WORD_S, segment.end)
+        for word in segment.words:
+            word.start = max(word.start, segment.start)
+            word.end = max(word.end, word.start)
+
+
+def widen_to_turns(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
+    """Fit each segment, in place, to its speaker's turns: edges far outside them are cut
+    back (``trim_to_turns``), and edges grow out to the turns it overlaps, at most
+    ``WIDEN_MAX_S`` past its words.
+
+    A segment may grow over another speaker's segment only where the diarizer heard
+    both at once (overlapped speech): the parts of a segment its own speaker's turns do
+    not cover block the others. It never grows over its own speaker's next or previous
+    segment. Text stays as it is.
+    """
+    own = _OwnTurns(turns)
+    ordered = sorted(segments, key=lambda s: (s.start, s.end))
+    touching = []
+    for segment in ordered:
+        found = own.touching(segment.speaker, segment.start, segment.end)
+        trim_to_turns(segment, found)
+        touching.append(found)
+    blocked = [
+        gap
+        for segment, found in zip(ordered, touching, strict=True)
+        if found
+        for gap in _uncovered(segment.start, segment.end, found)
+    ]
+    by_start = sorted(blocked)
+    starts = [a for a, _ in by_start]
+    latest_end = list(accumulate((b for _, b in by_start), max))
+    by_end = sorted(blocked, key=lambda gap: gap[1])
+    ends = [b for _, b in by_end]
+    earliest_start = list(accumulate((a for a, _ in reversed(by_end)), min))[::-1]
+    next_own_start: dict[int, float] = {}
+    following: dict[str | None, float] = {}
+    for index in range(len(ordered) - 1, -1, -1):
+        next_own_start[index] = following.get(ordered[index].speaker, float("inf"))
+        following[ordered[index].speaker] = ordered[index].start
+    previous_own_end: dict[str | None, float] = {}
+    for index, segment in enumerate(ordered):
+        found = touching[index]
+        if found:
+            low = max(found[0].start, segment.start - WIDEN_MAX_S)
+            high = min(max(t.end for t in found), segment.end + WIDEN_MAX_S)
+            low = max(low, previous_own_end.get(segment.speaker, float("-inf")))
+            high = min(high, next_own_start[index])
+            before = bisect_left(starts, segment.start)  # gaps starting before this segment
+            if before:
+                low = max(low, min(latest_end[before - 1], segment.start))
+            after = bisect_right(ends, segment.end)  # gaps ending after it
+            if after < len(ends):
+                high = min(high, max(earliest_start[after], segment.end))
+            segment.start = min(segment.start, low)
+            segment.end = max(segment.end, high)
+        previous_own_end[segment.speaker] = max(
+            previous_own_end.get(segment.speaker, float("-inf")), segment.end
+        )
 
 
 def letter_label(index: int) -> str:

@@ -23,6 +23,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
+from speakerscribe.chunking import speech_intervals
 from speakerscribe.errors import InvalidRequestError, ModelFailureError
 from speakerscribe.types import SAMPLE_RATE, Segment
 from speakerscribe.whisper.options import DecodeOptions, PieceTranscript
@@ -34,7 +35,12 @@ from speakerscribe.whisper.results import (
     to_segments,
 )
 from speakerscribe.whisper.scheduling import CallDuration
-from speakerscribe.whisper.segments import is_reread, keep_word_order, shift_segment
+from speakerscribe.whisper.segments import (
+    drop_reread_words,
+    is_reread,
+    keep_word_order,
+    shift_segment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,20 @@ MAX_PASSES = 4
 """Decoding passes per piece: the first, then up to three continuations of an early stop."""
 MIN_TAIL_S = 1.0
 """A shorter tail left after Whisper stopped is not decoded again."""
+MIN_TAIL_SPEECH_S = 0.5
+"""Speech Silero VAD must hear in a tail that Whisper closed as silent (a lone final
+timestamp) for it to be decoded again."""
+
+
+def _resume_at_unheard_speech(piece: np.ndarray, last_end_s: float) -> int:
+    """Where to decode again when Whisper called everything after ``last_end_s`` silence:
+    there, if VAD hears speech in that tail, else the piece's end (nothing to decode)."""
+    start = int(round(last_end_s * SAMPLE_RATE))
+    tail = piece[start:]
+    if tail.shape[0] < MIN_TAIL_S * SAMPLE_RATE:
+        return piece.shape[0]
+    speech = sum(end - begin for begin, end in speech_intervals(tail))
+    return start if speech >= MIN_TAIL_SPEECH_S * SAMPLE_RATE else piece.shape[0]
 
 
 class BatchTranscriber:
@@ -154,7 +174,9 @@ class BatchTranscriber:
         decodes again. A single batched pass would drop the rest of the piece, so the
         unfinished tails are decoded again, batched together, up to ``MAX_PASSES`` times.
         A tail's first segment is dropped when it reads again the words that end the text
-        before it (``_reread``).
+        before it (``_reread``). Whisper also closes a window with a lone timestamp
+        ("the rest is silence") while a speaker is still to come, as on a radio phone-in
+        whose last caller starts after a pause; VAD checks such a tail.
         """
         language = options.language or ("en" if not self.is_multilingual else None)
         if language is None:
@@ -179,8 +201,12 @@ class BatchTranscriber:
                 for segment in segments:
                     shift_segment(segment, offset)
                 reread = bool(segments and found[index] and is_reread(found[index], segments[0]))
+                if segments and not reread:
+                    drop_reread_words(found[index], segments[0])
                 found[index].extend(segments[1:] if reread else segments)
                 following = begin + int(round(seek_s * SAMPLE_RATE))
+                if segments and following >= pieces[index].shape[0]:
+                    following = _resume_at_unheard_speech(pieces[index], segments[-1].end)
                 left = pieces[index].shape[0] - following
                 if segments and following > begin and left >= MIN_TAIL_S * SAMPLE_RATE:
                     still.append((index, following))

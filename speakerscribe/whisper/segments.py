@@ -20,6 +20,30 @@ def is_reread(before: list[Segment], segment: Segment) -> bool:
     return bool(words) and said[-len(words) :] == words and segment.start <= before[-1].end
 
 
+REREAD_SLACK_S = 0.2
+"""A reread word starts at most this long after the text before it ends (word times are
+20 ms frames, and the tail's first word can align a little late)."""
+
+
+def drop_reread_words(before: list[Segment], segment: Segment) -> None:
+    """Drop the first words of ``segment`` that read again the last words of ``before``
+    over audio they already cover, in place: a tail from 28.5 s on sample.wav read
+    "thing? I don't hear that…" after a pass that ended on "kind of thing?"."""
+    if not before or not segment.words or segment.start > before[-1].end:
+        return
+    said = plain_words(" ".join(s.text for s in before))
+    heads = [plain_words(word.word) for word in segment.words]
+    for count in range(len(heads) - 1, 0, -1):
+        repeated = [w for head in heads[:count] for w in head]
+        over_said_audio = segment.words[count - 1].start <= before[-1].end + REREAD_SLACK_S
+        if repeated and over_said_audio and said[-len(repeated) :] == repeated:
+            segment.words = segment.words[count:]
+            segment.start = segment.words[0].start
+            segment.text = "".join(word.word for word in segment.words)
+            segment.tokens = []  # tokens belong to the text as Whisper read it
+            return
+
+
 def keep_word_order(segments: list[Segment]) -> None:
     """Word starts never go back: a tail's first word can align a frame before the last
     word of the pass before it."""

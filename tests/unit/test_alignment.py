@@ -9,6 +9,7 @@ from speakerscribe.alignment import (
     letter_label,
     merge_channels,
     speaker_for_span,
+    widen_to_turns,
 )
 from speakerscribe.types import Segment, SpeakerTurn, Word
 
@@ -40,8 +41,8 @@ def test_segments_split_where_speaker_changes_and_labels_by_first_appearance():
     segments = [Segment(0, 0, 0.2, 7.0, " hi there. hello again", tokens=[1, 2], words=words)]
     result = attribute_speakers(segments, TURNS)
     assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
-        ("A", " hi there.", 0.0, 2.0),  # widened to the turns, never past a neighbour
-        ("B", " hello", 2.0, 4.0),
+        ("A", " hi there.", 0.0, 2.0),  # widened to the turns
+        ("B", " hello", 1.8, 4.0),  # over A only where the diarizer heard both
         ("A", " again", 6.0, 8.0),
     ]
     assert [s.id for s in result] == [0, 1, 2]
@@ -93,8 +94,8 @@ def test_backchannel_keeps_its_speaker_and_becomes_its_own_segment():
     ]
     result = attribute_speakers([_segment(words, tokens=[7, 8, 9])], turns)
     assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
-        ("A", " so then", 2.0, 4.05),  # at most WIDEN_MAX_S before its first word
-        ("B", " yeah", 4.05, 4.45),
+        ("A", " so then", 2.0, 4.45),  # at most WIDEN_MAX_S before its first word
+        ("B", " yeah", 4.0, 4.5),  # its whole turn, over A's (both talk there)
         ("A", " we left.", 4.45, 6.4),
     ]
     assert [[w.word for w in s.words] for s in result] == [
@@ -137,8 +138,8 @@ def test_turn_change_inside_a_segment_splits_there():
 
 
 def test_widening_keeps_words_and_neighbours():
-    """Edges reach the speaker's turn; words keep Whisper's times; segments never overlap
-    one another because of it, and a turn of another speaker does not stretch them."""
+    """Edges reach the speaker's turn; words keep Whisper's times; a segment never grows
+    over its own speaker's next one, and over another speaker's only where both talk."""
     turns = [SpeakerTurn(0.0, 3.0, "spk_a"), SpeakerTurn(2.9, 6.0, "spk_b")]
     first = _segment([Word(" one", 0.8, 1.2), Word(" two.", 1.3, 1.6)], tokens=[1])
     second = _segment([Word(" three", 1.8, 2.2), Word(" four.", 2.3, 2.6)], tokens=[2])
@@ -147,9 +148,50 @@ def test_widening_keeps_words_and_neighbours():
     assert [(s.speaker, s.start, s.end) for s in result] == [
         ("A", 0.0, 1.8),
         ("A", 1.8, 3.0),
-        ("B", 3.0, 5.0),
+        ("B", 2.9, 5.0),  # 2.9-3.0: both turns, overlapped speech
     ]
     assert [(w.start, w.end) for s in result for w in s.words][0] == (0.8, 1.2)
+
+
+def test_overlapped_speech_gives_overlapping_segments():
+    """A "yeah" inside a long turn: the long turn's segments still cover the turn around
+    it, so the overlapped stretch counts for both speakers."""
+    turns = [SpeakerTurn(0.0, 6.0, "spk_a"), SpeakerTurn(2.8, 3.4, "spk_b")]
+    words = [Word(" so", 0.2, 0.5), Word(" yeah", 2.9, 3.2), Word(" anyway.", 3.6, 4.0)]
+    result = attribute_speakers([_segment(words)], turns)
+    assert [(s.speaker, s.text, s.start, s.end) for s in result] == [
+        ("A", " so", 0.0, 1.5),
+        ("B", " yeah", 2.8, 3.4),
+        ("A", " anyway.", 2.6, 5.0),  # grows back over the backchannel: A spoke there too
+    ]
+
+
+def test_no_segment_grows_over_another_speaker_where_the_diarizer_heard_only_them():
+    """B's last word sits where only A's turn is (Whisper ran B's segment on); A's next
+    segment grows back to its turn, but not over B's words."""
+    turns = [SpeakerTurn(0.0, 1.0, "spk_b"), SpeakerTurn(1.5, 5.0, "spk_a")]
+    b_segment = _segment([Word(" right", 0.2, 0.8), Word(" so", 1.6, 1.9)])
+    a_segment = _segment([Word(" then", 2.5, 3.0)])
+    b_segment.speaker, a_segment.speaker = "spk_b", "spk_a"
+    widen_to_turns([b_segment, a_segment], turns)
+    assert (b_segment.start, b_segment.end) == (0.0, 1.8)  # cut back, " so" keeps 0.2 s
+    assert (a_segment.start, a_segment.end) == (1.8, 4.0)  # not 1.5: B's words end at 1.8
+
+
+def test_a_last_word_stretched_over_silence_is_cut_back_to_the_turn():
+    """Whisper ran "like..." from 11.0 s to 12.9 s; the speaker's turn ends at 11.1 s."""
+    turns = [SpeakerTurn(6.3, 11.1, "spk_b"), SpeakerTurn(12.8, 18.0, "spk_c")]
+    spoken = _segment([Word(" it's", 9.1, 9.5), Word(" like...", 11.0, 12.9)])
+    result = attribute_speakers([spoken], turns)
+    assert [(s.start, s.end) for s in result] == [(8.1, 11.2)]  # widened 1 s back; cut
+    assert [(w.start, w.end) for w in result[0].words] == [(9.1, 9.5), (11.0, 11.2)]
+
+
+def test_an_edge_just_outside_the_turn_stays():
+    """The diarizer misses soft word ends too: an edge 0.5 s past the turn is kept."""
+    turns = [SpeakerTurn(0.0, 2.0, "spk_a")]
+    result = attribute_speakers([_segment([Word(" fine.", 1.5, 2.5)])], turns)
+    assert [(s.start, s.end) for s in result] == [(0.5, 2.5)]
 
 
 def test_gap_word_takes_the_nearer_turn():

@@ -103,6 +103,31 @@ def test_a_tail_that_reads_the_last_words_again_is_dropped():
     assert not is_reread(before, Segment(0, 0, 29.0, 29.9, " We couldn't."))
 
 
+def test_a_tail_that_starts_by_reading_the_last_words_again_loses_them():
+    from speakerscribe.types import Segment, Word
+    from speakerscribe.whisper.segments import drop_reread_words
+
+    before = [Segment(0, 0, 27.84, 28.5, " So what kind of thing?")]
+    words = [Word(" thing?", 28.4, 28.5), Word(" I", 28.5, 28.58), Word(" don't", 28.58, 28.7)]
+    tail = Segment(0, 0, 28.4, 28.7, " thing? I don't", tokens=[5, 6], words=words)
+    drop_reread_words(before, tail)
+    assert (tail.text, tail.start, tail.tokens) == (" I don't", 28.5, [])
+    later = [Word(" thing", 29.5, 29.8), Word(" again", 29.8, 30.1)]
+    kept = Segment(0, 0, 29.5, 30.1, " thing again", words=later)
+    drop_reread_words(before, kept)  # said again over new audio: a real repeat
+    assert kept.text == " thing again"
+
+
+def test_speech_after_a_window_closed_as_silent_is_decoded(transcriber, testdata):
+    """paa_example's last piece (27.5 s to the end): Whisper reads the first caller, then
+    ends on a lone timestamp though a second caller speaks from 7 s; VAD hears them."""
+    audio = decode_audio_bytes((testdata / "diarization/paa_example.wav").read_bytes())
+    piece = audio[439296:]
+    (result,) = transcriber.transcribe([piece], DecodeOptions(language="en"))
+    assert result.segments[-1].end > 12.0, [(s.start, s.end, s.text) for s in result.segments]
+    assert "pension" in " ".join(s.text for s in result.segments[1:]).lower()
+
+
 def test_the_first_timestamp_may_fall_anywhere_in_the_window(transcriber, pieces, monkeypatch):
     """Pieces start in a pause, so the first timestamp is not held to the first second."""
     calls = []

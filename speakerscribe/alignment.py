@@ -4,10 +4,12 @@ Each word takes the speaker whose turns overlap it most. Where two speakers both
 a word and one of them only interjects (a "yeah" or "mm-hmm" over the other's long
 turn), the word goes to the interjection, since the long turn covers it only because it
 spans the whole exchange. A word no turn overlaps (the diarizer heard silence) takes the
-nearest turn. Segments are then re-cut at every change of speaker, their edges widened
-to their speaker's turn (Whisper's word times sit inside the speech, and a segment that
-ends on its last word's end drops the rest of the turn), and labels become A, B, C… in
-order of first appearance, as OpenAI's diarizing model names them.
+nearest turn. Segments are then re-cut at every change of speaker and fitted to their
+speaker's turns: widened out to them (Whisper's word times sit inside the speech, and a
+segment that ends on its last word's end drops the rest of the turn), over another
+speaker's segment only where the diarizer heard both (so overlapped speech keeps both
+speakers), and cut back where Whisper ran a word on into silence. Labels become A, B,
+C… in order of first appearance, as OpenAI's diarizing model names them.
 """
 
 from __future__ import annotations

@@ -189,12 +189,8 @@ def server_words(base: str, path: Path) -> list[Segment]:
         for i, s in enumerate(answer.segments or [])
     ]
     at = 0
-    for word in answer.words or []:  # into its segment: the next only once this one ended
-        while (
-            at + 1 < len(segments)
-            and word.start >= segments[at].end
-            and word.start >= segments[at + 1].start - 1e-3
-        ):
+    for word in answer.words or []:  # each word into the segment it starts in
+        while at + 1 < len(segments) and word.start >= segments[at + 1].start - 1e-3:
             at += 1
         segments[at].words.append(Word(" " + word.word, word.start, word.end))
     return segments

@@ -11,8 +11,7 @@ the speakers found against the true count. The collar is 0 for the pyannote, AMI
 LibriSpeech references (word- or sample-exact turns) and 0.25 s for the coarse ones
 (``paa_example`` and ``falcon_test``: 0.1 s resolution). ``--sensitivity`` re-scores raw
 turns with each tuned value moved by ±20%, so a value that only works in a narrow window
-shows; ``--server`` does the same for the word-to-speaker values on transcript
-segments. Single-speaker recordings (jfk.flac, the speechbrain clips) are checked for
+shows. Single-speaker recordings (jfk.flac, the speechbrain clips) are checked for
 "one speaker".
 
     python load/evaluate_diarization.py [--server] [--sensitivity] [--testdata DIR]
@@ -41,8 +40,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.diarization.bundled import DEFAULT_PARAMETERS  # noqa: E402
 from speakerscribe.diarization.diarizer import load_diarizer  # noqa: E402
-from speakerscribe.types import SAMPLE_RATE, Word  # noqa: E402
-from speakerscribe.types import Segment as TranscriptSegment  # noqa: E402
+from speakerscribe.types import SAMPLE_RATE  # noqa: E402
 
 COMMAND = "python load/evaluate_diarization.py"
 PORT = 8131
@@ -168,62 +166,6 @@ def server_turns(base: str, path: Path):
     return [(s["start"], s["end"], s["speaker"]) for s in segments]
 
 
-ALIGNMENT_TUNED = ("WIDEN_MAX_S", "OVERHANG_S", "MIN_WORD_S")
-"""``speakerscribe.alignment``'s tuned values, re-scored at ±20% on transcript segments."""
-
-
-def server_words(base: str, path: Path) -> list[Segment]:
-    """Whisper's segments with their words (no speakers) from the server's verbose_json."""
-    from openai import OpenAI
-
-    client = OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=600)
-    answer = client.audio.transcriptions.create(
-        model="whisper-1",
-        file=(path.name, io.BytesIO(path.read_bytes())),
-        response_format="verbose_json",
-        timestamp_granularities=["word", "segment"],
-        chunking_strategy="auto",
-    )
-    segments = [
-        TranscriptSegment(id=i, seek=0, start=s.start, end=s.end, text=s.text)
-        for i, s in enumerate(answer.segments or [])
-    ]
-    at = 0
-    for word in answer.words or []:  # each word into the segment it starts in
-        while at + 1 < len(segments) and word.start >= segments[at + 1].start - 1e-3:
-            at += 1
-        segments[at].words.append(Word(" " + word.word, word.start, word.end))
-    return segments
-
-
-def alignment_sensitivity(files, references, uems, words, turns) -> None:
-    """Transcript-segment DER with each alignment value at 0.8, 1 and 1.2 times its default:
-    the server's words re-attributed in-process to the in-process turns."""
-    import copy
-
-    from speakerscribe import alignment
-
-    print("\n±20% around each alignment value (transcript segments re-attributed in-process)")
-    for name in ALIGNMENT_TUNED:
-        tuned = getattr(alignment, name)
-        for factor in (0.8, 1.0, 1.2):
-            setattr(alignment, name, tuned * factor)
-            rows = {}
-            for file in files:
-                attributed = alignment.attribute_speakers(
-                    copy.deepcopy(words[file.uri]), turns[file.uri]
-                )
-                spans = [(s.start, s.end, s.speaker) for s in attributed]
-                rows[file.uri] = score(file, references[file.uri], uems[file.uri], spans)
-            groups = {}
-            for file in files:
-                groups.setdefault(file.group, []).append(rows[file.uri]["der"])
-            right = sum(row["found"] == row["true"] for row in rows.values())
-            means = "  ".join(f"{group} {np.mean(values):.3f}" for group, values in groups.items())
-            print(f"  {name} = {tuned * factor:.2f}: {means}  | counts right {right}/{len(rows)}")
-        setattr(alignment, name, tuned)
-
-
 def set_parameter(diarizer, path: tuple[str, str], value: float) -> None:
     section, name = path
     params = diarizer.pipeline.parameters(instantiated=True)
@@ -257,12 +199,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     groups = {file.uri: file.group for file in DEV_FILES}
 
-    rows, seconds, turns_by_file = {}, 0.0, {}
+    rows, seconds = {}, 0.0
     for file in DEV_FILES:
         began = time.perf_counter()
-        turns_by_file[file.uri] = diarizer(audio[file.uri])
+        turns = raw_turns(diarizer, audio[file.uri])
         seconds += time.perf_counter() - began
-        turns = [(t.start, t.end, t.speaker) for t in turns_by_file[file.uri]]
         rows[file.uri] = score(file, references[file.uri], uems[file.uri], turns)
     report("raw turns (in-process)", rows, groups)
     total_audio = sum(len(samples) for samples in audio.values()) / SAMPLE_RATE
@@ -313,9 +254,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 for file in DEV_FILES
             }
-            words = {file.uri: server_words(base, data / file.wav) for file in DEV_FILES}
         report("transcript segments (diarized_json through the server)", rows, groups)
-        alignment_sensitivity(DEV_FILES, references, uems, words, turns_by_file)
     print(f"\nreproduce: {COMMAND}{' --server' if args.server else ''}")
 
 

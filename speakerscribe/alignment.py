@@ -184,19 +184,14 @@ MIN_WORD_S = 0.2
 """Cutting an edge back leaves at least this much of its outermost word."""
 
 
-def _by_speaker(turns: list[SpeakerTurn]) -> dict[str, list[SpeakerTurn]]:
-    by_speaker: dict[str, list[SpeakerTurn]] = {}
-    for turn in sorted(turns, key=lambda t: (t.start, t.end)):
-        by_speaker.setdefault(turn.speaker, []).append(turn)
-    return by_speaker
-
-
 class _OwnTurns:
     """Each speaker's turns, sorted, with the running latest end so a bisection finds the
     first turn that can reach a time (one long turn does not make every lookup a scan)."""
 
     def __init__(self, turns: list[SpeakerTurn]):
-        self.by_speaker = _by_speaker(turns)
+        self.by_speaker: dict[str, list[SpeakerTurn]] = {}
+        for turn in sorted(turns, key=lambda t: (t.start, t.end)):
+            self.by_speaker.setdefault(turn.speaker, []).append(turn)
         self.ends = {
             speaker: list(accumulate((t.end for t in own), max))
             for speaker, own in self.by_speaker.items()
@@ -223,6 +218,30 @@ def _uncovered(start: float, end: float, turns: list[SpeakerTurn]) -> list[tuple
         if at >= end:
             return gaps
     return [*gaps, (at, end)]
+
+
+class _BlockedSpans:
+    """Spans no segment may grow over, sorted twice so each edge's limit is a bisection:
+    the latest end among spans starting before a time, the earliest start among spans
+    ending after one."""
+
+    def __init__(self, spans: list[tuple[float, float]]):
+        by_start = sorted(spans)
+        self.starts = [a for a, _ in by_start]
+        self.latest_end = list(accumulate((b for _, b in by_start), max))
+        by_end = sorted(spans, key=lambda span: span[1])
+        self.ends = [b for _, b in by_end]
+        self.earliest_start = list(accumulate((a for a, _ in reversed(by_end)), min))[::-1]
+
+    def lowest_start(self, start: float) -> float:
+        """How far back an edge at ``start`` may move."""
+        before = bisect_left(self.starts, start)
+        return min(self.latest_end[before - 1], start) if before else float("-inf")
+
+    def highest_end(self, end: float) -> float:
+        """How far on an edge at ``end`` may move."""
+        after = bisect_right(self.ends, end)
+        return max(self.earliest_start[after], end) if after < len(self.ends) else float("inf")
 
 
 def trim_to_turns(segment: Segment, touching: list[SpeakerTurn]) -> None:
@@ -261,19 +280,15 @@ def widen_to_turns(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
         found = own.touching(segment.speaker, segment.start, segment.end)
         trim_to_turns(segment, found)
         touching.append(found)
-    blocked = [
-        gap
-        for segment, found in zip(ordered, touching, strict=True)
-        if found
-        for gap in _uncovered(segment.start, segment.end, found)
-    ]
-    by_start = sorted(blocked)
-    starts = [a for a, _ in by_start]
-    latest_end = list(accumulate((b for _, b in by_start), max))
-    by_end = sorted(blocked, key=lambda gap: gap[1])
-    ends = [b for _, b in by_end]
-    earliest_start = list(accumulate((a for a, _ in reversed(by_end)), min))[::-1]
-    next_own_start: dict[int, float] = {}
+    blocked = _BlockedSpans(
+        [
+            gap
+            for segment, found in zip(ordered, touching, strict=True)
+            if found
+            for gap in _uncovered(segment.start, segment.end, found)
+        ]
+    )
+    next_own_start = [float("inf")] * len(ordered)
     following: dict[str | None, float] = {}
     for index in range(len(ordered) - 1, -1, -1):
         next_own_start[index] = following.get(ordered[index].speaker, float("inf"))
@@ -282,16 +297,18 @@ def widen_to_turns(segments: list[Segment], turns: list[SpeakerTurn]) -> None:
     for index, segment in enumerate(ordered):
         found = touching[index]
         if found:
-            low = max(found[0].start, segment.start - WIDEN_MAX_S)
-            high = min(max(t.end for t in found), segment.end + WIDEN_MAX_S)
-            low = max(low, previous_own_end.get(segment.speaker, float("-inf")))
-            high = min(high, next_own_start[index])
-            before = bisect_left(starts, segment.start)  # gaps starting before this segment
-            if before:
-                low = max(low, min(latest_end[before - 1], segment.start))
-            after = bisect_right(ends, segment.end)  # gaps ending after it
-            if after < len(ends):
-                high = min(high, max(earliest_start[after], segment.end))
+            low = max(
+                found[0].start,
+                segment.start - WIDEN_MAX_S,
+                previous_own_end.get(segment.speaker, float("-inf")),
+                blocked.lowest_start(segment.start),
+            )
+            high = min(
+                max(t.end for t in found),
+                segment.end + WIDEN_MAX_S,
+                next_own_start[index],
+                blocked.highest_end(segment.end),
+            )
             segment.start = min(segment.start, low)
             segment.end = max(segment.end, high)
         previous_own_end[segment.speaker] = max(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -161,8 +162,8 @@ def to_srt(result: TranscriptionResult) -> str:
     subtitles = [
         srt.Subtitle(
             index=number,
-            start=dt.timedelta(seconds=s.start),
-            end=dt.timedelta(seconds=max(s.end, s.start)),
+            start=dt.timedelta(milliseconds=_cue_millis(s.start)),
+            end=dt.timedelta(milliseconds=_cue_millis(max(s.end, s.start))),
             content=_cue_text(s, result.diarized, voice_span=False),
         )
         for number, s in enumerate(result.segments, start=1)
@@ -185,8 +186,14 @@ def to_vtt(result: TranscriptionResult) -> str:
     return buffer.getvalue() if captions.captions else "WEBVTT\n"
 
 
+def _cue_millis(seconds: float) -> int:
+    """Cue times rounded half up to the millisecond, so SRT (which would truncate) and VTT
+    agree with each other and with the page's own writers (JavaScript's Math.round)."""
+    return math.floor(seconds * 1000 + 0.5)
+
+
 def _vtt_time(seconds: float) -> str:
-    millis = int(round(seconds * 1000))
+    millis = _cue_millis(seconds)
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)

@@ -647,11 +647,9 @@ function pad(n, width = 2) {
   return String(n).padStart(width, "0");
 }
 
-/** HH:MM:SS + separator + milliseconds. SRT truncates to the millisecond (after timedelta's
- *  microseconds), WebVTT rounds: the server's srt and webvtt writers do the same. */
-function cueTime(seconds, separator, round) {
-  const s = Math.max(0, seconds);
-  const millis = round ? Math.round(s * 1000) : Math.floor(Math.round(s * 1e6) / 1000);
+/** HH:MM:SS + separator + milliseconds, rounded half up as the server's srt and webvtt writers do. */
+function cueTime(seconds, separator) {
+  const millis = Math.round(Math.max(0, seconds) * 1000);
   const h = Math.floor(millis / 3_600_000);
   const m = Math.floor((millis % 3_600_000) / 60_000);
   const sec = Math.floor((millis % 60_000) / 1000);
@@ -668,7 +666,7 @@ function toSrt(segments) {
     .map((s, i) => {
       const text = s.text.replace(/\n\s*\n/g, "\n");
       const content = s.speaker ? `${s.speaker}: ${text}` : text;
-      return `${i + 1}\n${cueTime(s.start, ",", false)} --> ${cueTime(Math.max(s.end, s.start), ",", false)}\n${content}\n\n`;
+      return `${i + 1}\n${cueTime(s.start, ",")} --> ${cueTime(Math.max(s.end, s.start), ",")}\n${content}\n\n`;
     })
     .join("");
 }
@@ -678,7 +676,7 @@ function toVtt(segments) {
   const cues = segments.map((s) => {
     const text = escapeVtt(s.text.replace(/\n\s*\n/g, "\n"));
     const content = s.speaker ? `<v ${escapeVtt(s.speaker)}>${text}` : text;
-    return `${cueTime(s.start, ".", true)} --> ${cueTime(Math.max(s.end, s.start), ".", true)}\n${content}`;
+    return `${cueTime(s.start, ".")} --> ${cueTime(Math.max(s.end, s.start), ".")}\n${content}`;
   });
   return `${["WEBVTT", ...cues].join("\n\n")}\n`;
 }

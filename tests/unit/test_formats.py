@@ -78,6 +78,15 @@ def test_vtt_with_voice_spans():
     assert cues[1].start == "01:02:03.250" and media == "text/vtt"
 
 
+def test_srt_and_vtt_round_sub_millisecond_times_alike():
+    timed = result()
+    timed.segments[0].start, timed.segments[0].end = 14.7456, 28.5667
+    srt_cue = next(srt.parse(render(timed, "srt")[0]))
+    vtt_cue = next(iter(webvtt.from_buffer(io.StringIO(render(timed, "vtt")[0]))))
+    assert (vtt_cue.start, vtt_cue.end) == ("00:00:14.746", "00:00:28.567")
+    assert (srt_cue.start.total_seconds(), srt_cue.end.total_seconds()) == (14.746, 28.567)
+
+
 def test_plain_subtitles_without_diarization():
     body, _ = render(result(diarized=False), "srt")
     assert [c.content for c in srt.parse(body)] == ["Hello there.", "Bye, now."]

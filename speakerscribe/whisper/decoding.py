@@ -37,6 +37,7 @@ from speakerscribe.whisper.results import (
 from speakerscribe.whisper.scheduling import CallDuration
 from speakerscribe.whisper.segments import (
     drop_reread_words,
+    hold_words_to_timestamps,
     is_reread,
     keep_word_order,
     shift_segment,
@@ -254,6 +255,7 @@ class BatchTranscriber:
                 if sub["tokens"]
             ]
             if options.word_timestamps and raw:
+                spans = [(item["start"], item["end"]) for item in raw]
                 self.model.add_word_timestamps(
                     [raw],
                     tokenizer,
@@ -263,6 +265,8 @@ class BatchTranscriber:
                     fw_options.append_punctuations,
                     0.0,
                 )
+                for item, (start, end) in zip(raw, spans, strict=True):
+                    hold_words_to_timestamps(item, start, end)
             segments = to_segments(raw, output, options, duration)
             if options.logprobs and segments:
                 self._add_logprobs(

@@ -44,6 +44,28 @@ def drop_reread_words(before: list[Segment], segment: Segment) -> None:
             return
 
 
+def hold_words_to_timestamps(segment: dict, start: float, end: float) -> None:
+    """Words that alignment put outside the span Whisper's own timestamps give the segment
+    (``start`` to ``end``) are spread over that span by length instead, in place.
+
+    On libri_9spk (a piece from 101.6 s) Whisper read "<|0.00|> He should notice … the
+    condition of<|4.48|>", and the cross-attention alignment put those words at 19.4 s to
+    22.4 s, over the next speakers' turns; every later word of the piece then sat at 22.4 s.
+    """
+    words = segment.get("words") or []
+    if not words or end <= start:
+        return
+    aligned = min(words[-1]["end"], end) - max(words[0]["start"], start)
+    if aligned >= 0.5 * (end - start):
+        return
+    lengths = [max(len(word["word"].strip()), 1) for word in words]
+    at, per_character = start, (end - start) / sum(lengths)
+    for word, length in zip(words, lengths, strict=True):
+        word["start"], word["end"] = at, at + length * per_character
+        at = word["end"]
+    segment["start"], segment["end"] = start, end
+
+
 def keep_word_order(segments: list[Segment]) -> None:
     """Word starts never go back: a tail's first word can align a frame before the last
     word of the pass before it."""

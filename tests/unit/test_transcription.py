@@ -89,6 +89,38 @@ def test_word_starts_never_go_back_across_segments():
     ]  # fmt: skip
 
 
+def test_words_aligned_outside_their_timestamps_are_held_to_them():
+    from speakerscribe.whisper.segments import hold_words_to_timestamps
+
+    def item(*words: tuple[str, float, float]) -> dict:
+        return {
+            "start": words[0][1],
+            "end": words[-1][2],
+            "words": [{"word": w, "start": a, "end": b, "probability": 1.0} for w, a, b in words],
+        }
+
+    lost = item((" He", 19.44, 19.9), (" should", 19.9, 22.4))
+    hold_words_to_timestamps(lost, 0.0, 4.48)
+    assert (lost["start"], lost["end"]) == (0.0, 4.48)
+    times = [t for w in lost["words"] for t in (w["start"], w["end"])]
+    assert times == pytest.approx([0.0, 1.12, 1.12, 4.48])  # by length: "He" is 2 of 8
+    good = item((" He", 0.3, 0.6), (" should", 0.6, 4.9))
+    hold_words_to_timestamps(good, 0.0, 4.48)
+    assert [(w["start"], w["end"]) for w in good["words"]] == [(0.3, 0.6), (0.6, 4.9)]
+
+
+def test_a_piece_whose_first_words_align_late_keeps_them_in_place(transcriber, testdata):
+    """libri_9spk from 101.58 s: Whisper reads the first 4.5 s with timestamps 0 to 4.48,
+    and alignment alone would put those words at 19.4 s, after the rest of the piece."""
+    audio = decode_audio_bytes((testdata / "diarization/libri_9spk.wav").read_bytes())
+    piece = audio[1625344:1983744]
+    (result,) = transcriber.transcribe([piece], DecodeOptions(language="en", word_timestamps=True))
+    first = result.segments[0]
+    assert "notice" in first.text and first.end < 6.0, (first.start, first.end, first.text)
+    starts = [w.start for s in result.segments for w in s.words]
+    assert starts == sorted(starts) and len(set(starts)) > len(starts) * 0.9
+
+
 def test_a_tail_that_reads_the_last_words_again_is_dropped():
     from speakerscribe.types import Segment
     from speakerscribe.whisper.segments import is_reread

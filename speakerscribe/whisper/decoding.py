@@ -36,6 +36,7 @@ from speakerscribe.whisper.results import (
 )
 from speakerscribe.whisper.scheduling import CallDuration
 from speakerscribe.whisper.segments import (
+    cut_repetition_loop,
     drop_reread_words,
     hold_words_to_timestamps,
     is_reread,
@@ -254,6 +255,7 @@ class BatchTranscriber:
                 for sub in subsegments
                 if sub["tokens"]
             ]
+            raw, loop_at = cut_repetition_loop(raw, fw_options.compression_ratio_threshold)
             if options.word_timestamps and raw:
                 spans = [(item["start"], item["end"]) for item in raw]
                 self.model.add_word_timestamps(
@@ -272,7 +274,8 @@ class BatchTranscriber:
                 self._add_logprobs(
                     segments, tokenizer, slice_batch(encoder_output, index), segment_size
                 )
-            decoded.append((segments, seek / frames_per_second))
+            stopped_at = seek / frames_per_second if loop_at is None else loop_at
+            decoded.append((segments, stopped_at))
         return decoded
 
     def _generate(

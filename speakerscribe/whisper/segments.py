@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from faster_whisper.transcribe import get_compression_ratio
+
 from speakerscribe.types import Segment
 
 
@@ -44,9 +46,33 @@ def drop_reread_words(before: list[Segment], segment: Segment) -> None:
             return
 
 
+ALIGNMENT_SLACK_S = 1.0
+"""Aligned words this close to their segment's timestamps are kept: tiny.en's timestamps
+often fall on whole seconds ("Right." at 5.78 s in a segment timed 4.76 s to 5.76 s)."""
+
+
+def cut_repetition_loop(
+    segments: list[dict], compression_ratio_threshold: float
+) -> tuple[list[dict], float | None]:
+    """A window's segments up to the first copy of a segment Whisper then reads again and
+    again, and where to decode again from (the end of that copy), or ``None``.
+
+    Whisper's sign of a failed decode is a text that compresses too well (its
+    ``compression_ratio_threshold``); on EN2002a_30s tiny.en read "It opens a menu." 18
+    times, a second each, from 10 s to the window's end, over three people talking.
+    """
+    text = "".join(segment["text"] for segment in segments)
+    if not text.strip() or get_compression_ratio(text) <= compression_ratio_threshold:
+        return segments, None
+    for index in range(1, len(segments)):
+        if plain_words(segments[index]["text"]) == plain_words(segments[index - 1]["text"]):
+            return segments[:index], float(segments[index - 1]["end"])
+    return segments, None
+
+
 def hold_words_to_timestamps(segment: dict, start: float, end: float) -> None:
-    """Words that alignment put outside the span Whisper's own timestamps give the segment
-    (``start`` to ``end``) are spread over that span by length instead, in place.
+    """Words that alignment put wholly outside the span Whisper's own timestamps give the
+    segment (``start`` to ``end``) are spread over that span by length instead, in place.
 
     On libri_9spk (a piece from 101.6 s) Whisper read "<|0.00|> He should notice … the
     condition of<|4.48|>", and the cross-attention alignment put those words at 19.4 s to
@@ -55,9 +81,8 @@ def hold_words_to_timestamps(segment: dict, start: float, end: float) -> None:
     words = segment.get("words") or []
     if not words or end <= start:
         return
-    aligned = min(words[-1]["end"], end) - max(words[0]["start"], start)
-    if aligned >= 0.5 * (end - start):
-        return
+    if words[0]["start"] < end + ALIGNMENT_SLACK_S and words[-1]["end"] > start - ALIGNMENT_SLACK_S:
+        return  # inside, if only in part: the timestamps are coarse (a piece's first is 0.00)
     lengths = [max(len(word["word"].strip()), 1) for word in words]
     at, per_character = start, (end - start) / sum(lengths)
     for word, length in zip(words, lengths, strict=True):

@@ -104,9 +104,35 @@ def test_words_aligned_outside_their_timestamps_are_held_to_them():
     assert (lost["start"], lost["end"]) == (0.0, 4.48)
     times = [t for w in lost["words"] for t in (w["start"], w["end"])]
     assert times == pytest.approx([0.0, 1.12, 1.12, 4.48])  # by length: "He" is 2 of 8
-    good = item((" He", 0.3, 0.6), (" should", 0.6, 4.9))
-    hold_words_to_timestamps(good, 0.0, 4.48)
-    assert [(w["start"], w["end"]) for w in good["words"]] == [(0.3, 0.6), (0.6, 4.9)]
+    late_speech = item((" Hello.", 6.7, 7.1))  # the piece's first timestamp is 0.00
+    hold_words_to_timestamps(late_speech, 0.0, 7.2)
+    assert [(w["start"], w["end"]) for w in late_speech["words"]] == [(6.7, 7.1)]
+    just_after = item((" Right.", 5.78, 5.88))  # timestamps on whole seconds, near enough
+    hold_words_to_timestamps(just_after, 4.76, 5.76)
+    assert [(w["start"], w["end"]) for w in just_after["words"]] == [(5.78, 5.88)]
+
+
+def test_a_repetition_loop_is_cut_at_its_first_copy():
+    """EN2002a_30s: tiny.en read "It opens a menu." once a second to the window's end."""
+    from speakerscribe.whisper.segments import cut_repetition_loop
+
+    said = [{"text": " It doesn't do anything.", "end": 7.0}]
+    said += [{"text": " It opens a menu.", "end": 8.0 + n} for n in range(18)]
+    kept, again_from = cut_repetition_loop(said, 2.4)
+    assert [s["text"] for s in kept] == [" It doesn't do anything.", " It opens a menu."]
+    assert again_from == 8.0  # the rest of the window is decoded again from there
+    twice = [{"text": " Yes.", "end": 1.0}, {"text": " Yes.", "end": 2.0}]
+    twice += [{"text": " I see what you mean there.", "end": 4.0}]
+    assert cut_repetition_loop(twice, 2.4) == (twice, None)  # compresses as text does
+
+
+def test_a_meeting_read_in_a_loop_says_it_once(transcriber, testdata):
+    audio = decode_audio_bytes((testdata / "diarization/EN2002a_30s.wav").read_bytes())
+    (result,) = transcriber.transcribe([audio], DecodeOptions(language="en", word_timestamps=True))
+    text = " ".join(s.text for s in result.segments).lower()
+    assert text.count("opens a menu") <= 1, text
+    starts = [w.start for s in result.segments for w in s.words]
+    assert starts == sorted(starts) and starts[0] < 10.0, starts
 
 
 def test_a_piece_whose_first_words_align_late_keeps_them_in_place(transcriber, testdata):

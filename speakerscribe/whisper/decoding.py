@@ -178,7 +178,8 @@ class BatchTranscriber:
         A tail's first segment is dropped when it reads again the words that end the text
         before it (``_reread``). Whisper also closes a window with a lone timestamp
         ("the rest is silence") while a speaker is still to come, as on a radio phone-in
-        whose last caller starts after a pause; VAD checks such a tail.
+        whose last caller starts after a pause; VAD checks such a tail. A window that falls
+        into a repetition loop is decoded again from the loop's first copy.
         """
         language = options.language or ("en" if not self.is_multilingual else None)
         if language is None:

@@ -1,5 +1,6 @@
 """Tidying the segments of one piece across decoding passes: times shifted by a pass's
-offset, a tail that rereads what was said, word starts that go back."""
+offset, a tail that rereads what was said, word starts that go back, a repetition loop,
+and words aligned away from their own timestamps."""
 
 from __future__ import annotations
 

@@ -132,14 +132,15 @@ def onset_lag(reference: Annotation, turns) -> float:
     Near zero where both mark the first word; LibriSpeech's turns keep each utterance's
     leading silence, so there a detector that starts at the voice is late by that much.
     """
-    starts = np.array(sorted(start for start, _, _ in turns))
-    lags = []
-    for segment in reference.get_timeline():
-        if len(starts):
-            nearest = starts[np.argmin(np.abs(starts - segment.start))]
-            if abs(nearest - segment.start) <= 1.0:
-                lags.append(nearest - segment.start)
-    return float(np.median(lags)) if lags else float("nan")
+    starts = np.array([start for start, _, _ in turns])
+    if not len(starts):
+        return float("nan")
+    lags = [
+        starts[np.argmin(np.abs(starts - segment.start))] - segment.start
+        for segment in reference.get_timeline()
+    ]
+    near = [lag for lag in lags if abs(lag) <= 1.0]
+    return float(np.median(near)) if near else float("nan")
 
 
 def report(title: str, rows: dict[str, dict[str, float]], groups: dict[str, str]) -> float:

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from ray import serve
 
-from speakerscribe.devices import torch_device
+from speakerscribe.devices import torch_device, use_torch_cpu_threads
 from speakerscribe.memory import start_heap_trimmer
 from speakerscribe.separation import load_separator
 from speakerscribe.stage_settings import SeparatorSettings
@@ -19,11 +19,9 @@ from speakerscribe.stage_settings import SeparatorSettings
 class VocalSeparator:
     def __init__(self, settings: SeparatorSettings):
         start_heap_trimmer(settings.heap_trim_interval_s)
-        self.model = load_separator(
-            settings.model,
-            repo=settings.repo,
-            device=torch_device(settings.device),
-        )
+        device = torch_device(settings.device)
+        use_torch_cpu_threads(device, settings.cpu_threads)
+        self.model = load_separator(settings.model, repo=settings.repo, device=device)
         self._lock = asyncio.Lock()
 
     async def separate(self, audio: np.ndarray) -> np.ndarray:

@@ -5,7 +5,8 @@ server and its real-time factor; transcription alone through the server against 
 direct in-process faster-whisper call with the same settings (the serving overhead,
 as a ratio); and for long files (default 10 and 60 minutes of the shared clips) the
 wall time of the full pipeline, its ratio to the 30 s file against the linear ratio
-(minutes x 2), and every replica's peak memory.
+(minutes x 2), each stage's own ratio from the Server-Timing header (which stage
+grows faster than the audio), and every replica's peak memory.
 
     python load/bench_pipeline.py [--repeat 3] [--long-minutes 10 60]
 """
@@ -28,8 +29,11 @@ from _server import (
     wav_bytes,
 )
 
+STAGE_TIMES: dict[str, list[dict[str, float]]] = {}
+"""Each timed request's Server-Timing stages (seconds), by label, to locate growth."""
 
-def timed_post(base: str, data: bytes, **fields) -> float:
+
+def timed_post(base: str, data: bytes, label: str | None = None, **fields) -> float:
     started = time.perf_counter()
     response = requests.post(
         f"{base}/v1/audio/transcriptions",
@@ -39,11 +43,32 @@ def timed_post(base: str, data: bytes, **fields) -> float:
     )
     elapsed = time.perf_counter() - started
     response.raise_for_status()
+    if label is not None:
+        STAGE_TIMES.setdefault(label, []).append(stage_seconds(response.headers))
     return elapsed
 
 
+def stage_seconds(headers) -> dict[str, float]:
+    """``Server-Timing: decode;dur=12.3, ...`` → {"decode": 0.0123, ...}."""
+    stages = {}
+    for part in headers.get("Server-Timing", "").split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if duration:
+            stages[name] = float(duration) / 1000
+    return stages
+
+
+def median_stages(label: str) -> dict[str, float]:
+    runs = STAGE_TIMES.get(label, [])
+    names = {name for run in runs for name in run}
+    return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in names}
+
+
 def median_of(repeat: int, fn) -> float:
+    kept = {label: len(runs) for label, runs in STAGE_TIMES.items()}
     fn()  # warm-up: first calls pay lazy initialisation
+    for label, runs in STAGE_TIMES.items():
+        del runs[kept.get(label, 0) :]
     return statistics.median(fn() for _ in range(repeat))
 
 
@@ -81,7 +106,8 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     with running_app(args.port) as base:
         full = median_of(
-            args.repeat, lambda: timed_post(base, sample_bytes, response_format="diarized_json")
+            args.repeat,
+            lambda: timed_post(base, sample_bytes, "30 s", response_format="diarized_json"),
         )
         alone = median_of(
             args.repeat,
@@ -98,7 +124,8 @@ def main() -> None:
             long_audio = long_conversation(long_minutes)
             long_bytes = wav_bytes(long_audio)
             before = replica_memory_mb()
-            long_wall = timed_post(base, long_bytes, response_format="diarized_json")
+            label = f"{long_minutes:g} min"
+            long_wall = timed_post(base, long_bytes, label, response_format="diarized_json")
             after = replica_memory_mb()
             minutes = long_audio.size / 16000 / 60
             rows += [
@@ -111,6 +138,16 @@ def main() -> None:
                     f"{long_wall / full:.1f}",
                 ),
             ]
+            short, long = median_stages("30 s"), median_stages(label)
+            for stage in sorted(long, key=long.get, reverse=True):
+                if short.get(stage):
+                    rows.append(
+                        (
+                            f"  stage {stage}: 30 s → {minutes:.0f} min",
+                            f"{short[stage]:.2f} s → {long[stage]:.1f} s "
+                            f"= {long[stage] / short[stage]:.1f}x",
+                        )
+                    )
             decoded_mb = long_audio.nbytes / 2**20
             rows.append((f"{minutes:.0f} min decoded audio, one copy", f"{decoded_mb:.0f} MB"))
             for name, mem in sorted(after.items()):

@@ -1,6 +1,39 @@
-"""'auto' device settings resolved per library: CTranslate2 for Whisper, torch for the rest."""
+"""'auto' device and thread settings resolved per library: CTranslate2 for Whisper, torch
+for the rest."""
 
 from __future__ import annotations
+
+import os
+
+
+def machine_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS, Windows
+
+
+def resolve_cpu_threads(cpu_threads: int) -> int:
+    """0 → this machine's cores, at most 4: faster-whisper's own default.
+
+    Inside a Ray actor OMP_NUM_THREADS is ceil(num_cpus), 1 for a fractional replica, and
+    CTranslate2 and torch follow it when not told otherwise: a replica would use one core
+    of many.
+    """
+    if cpu_threads > 0:
+        return cpu_threads
+    return max(1, min(4, machine_cores()))
+
+
+def use_torch_cpu_threads(device: str, cpu_threads: int) -> None:
+    """A torch model stage on CPU computes on ``resolve_cpu_threads(cpu_threads)`` threads.
+
+    On a GPU the CPU side is feature extraction and glue; Ray's setting stays.
+    """
+    if device != "cpu":
+        return
+    import torch
+
+    torch.set_num_threads(resolve_cpu_threads(cpu_threads))
 
 
 def whisper_device(device: str) -> str:

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     )
     hf_token: str | None = Field(None, description="Hugging Face token for gated pyannote ids.")
     diarization_device: Device = "auto"
+    diarization_cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="torch threads of a Diarizer replica on CPU; 0: the machine's "
+        "cores, at most 4 (not Ray's one thread for a fractional replica)",
+    )
     max_speakers_limit: int = Field(20, ge=1, le=100, description="largest speaker count accepted")
     known_speaker_threshold: float = Field(
         0.5,
@@ -123,6 +129,12 @@ class Settings(BaseSettings):
     )
     separation_repo: Path | None = Field(None, description="local demucs checkpoint repository")
     separation_device: Device = "auto"
+    separation_cpu_threads: int = Field(
+        0,
+        ge=0,
+        description="torch threads of a VocalSeparator replica on CPU; 0: the "
+        "machine's cores, at most 4",
+    )
 
     # --- deadlines ---
     stage_retries: int = Field(

@@ -57,11 +57,13 @@ class SeparatorSettings(StageSettings):
         "model": "separation_model",
         "repo": "separation_repo",
         "device": "separation_device",
+        "cpu_threads": "separation_cpu_threads",
     }
 
     model: str
     repo: Path | None
     device: Device
+    cpu_threads: int
 
 
 class TranscriberSettings(StageSettings):
@@ -88,9 +90,14 @@ class TranscriberSettings(StageSettings):
 
 
 class DiarizerSettings(StageSettings):
-    SOURCES = {"pipeline": "diarization_pipeline", "device": "diarization_device"}
+    SOURCES = {
+        "pipeline": "diarization_pipeline",
+        "device": "diarization_device",
+        "cpu_threads": "diarization_cpu_threads",
+    }
 
     pipeline: str
     hf_token: str | None  # gated pyannote pipelines: the only secret a model stage holds
     device: Device
+    cpu_threads: int
     known_speaker_threshold: float

@@ -9,7 +9,7 @@ from pathlib import Path
 from faster_whisper import WhisperModel
 
 from speakerscribe.bundled_models import is_bundled, whisper_tiny_en_path
-from speakerscribe.devices import whisper_device
+from speakerscribe.devices import machine_cores, resolve_cpu_threads, whisper_device
 from speakerscribe.errors import ModelNotFoundError
 
 
@@ -18,23 +18,6 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     if compute_type != "auto":
         return compute_type
     return "float16" if device == "cuda" else "int8"
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # Linux: the cores this process may run on
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # macOS, Windows
-
-
-def resolve_cpu_threads(cpu_threads: int) -> int:
-    """0 → this machine's cores, at most 4: faster-whisper's own default.
-
-    Inside a Ray actor OMP_NUM_THREADS is ceil(num_cpus), 1 for the Transcriber, and
-    CTranslate2 follows it when given 0: decoding would use one core of many.
-    """
-    if cpu_threads > 0:
-        return cpu_threads
-    return max(1, min(4, _cores()))
 
 
 def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
@@ -49,7 +32,7 @@ def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
         return workers
     if device == "cuda":
         return 1
-    cores = _cores()
+    cores = machine_cores()
     return 1 if cores < 2 else max(2, min(8, cores // resolve_cpu_threads(cpu_threads)))
 
 

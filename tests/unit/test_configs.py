@@ -184,13 +184,36 @@ def test_cpu_config_schedules_on_two_cores():
 
 def test_whisper_threads_default_to_the_machine_not_rays_pin(monkeypatch):
     """Ray sets OMP_NUM_THREADS=1 in a 1-CPU replica; CTranslate2 would follow it."""
-    from speakerscribe.whisper.loading import resolve_cpu_threads
+    from speakerscribe.devices import resolve_cpu_threads
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     assert resolve_cpu_threads(0) == 2
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(32)))
     assert resolve_cpu_threads(0) == 4
     assert resolve_cpu_threads(3) == 3
+
+
+def test_torch_stages_on_cpu_compute_on_the_machines_cores_not_rays_one(monkeypatch):
+    """A fractional Diarizer replica starts with torch on OMP_NUM_THREADS=1 (Ray's pin)."""
+    import torch
+
+    from speakerscribe.devices import use_torch_cpu_threads
+    from speakerscribe.settings import load_settings
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    try:
+        torch.set_num_threads(1)
+        use_torch_cpu_threads("cuda", 0)
+        assert torch.get_num_threads() == 1  # on a GPU Ray's setting stays
+        use_torch_cpu_threads("cpu", 0)
+        assert torch.get_num_threads() == 2
+        use_torch_cpu_threads("cpu", 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    settings = load_settings(diarization_cpu_threads=3, separation_cpu_threads=1)
+    assert (settings.diarizer.cpu_threads, settings.separator.cpu_threads) == (3, 1)
 
 
 def test_whisper_workers_fill_a_cpu_and_stay_one_on_a_gpu(monkeypatch):

@@ -29,11 +29,9 @@ from _server import (
     wav_bytes,
 )
 
-STAGE_TIMES: dict[str, list[dict[str, float]]] = {}
-"""Each timed request's Server-Timing stages (seconds), by label, to locate growth."""
 
-
-def timed_post(base: str, data: bytes, label: str | None = None, **fields) -> float:
+def timed_post(base: str, data: bytes, **fields) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one request, and its stages' seconds from ``Server-Timing``."""
     started = time.perf_counter()
     response = requests.post(
         f"{base}/v1/audio/transcriptions",
@@ -43,9 +41,7 @@ def timed_post(base: str, data: bytes, label: str | None = None, **fields) -> fl
     )
     elapsed = time.perf_counter() - started
     response.raise_for_status()
-    if label is not None:
-        STAGE_TIMES.setdefault(label, []).append(stage_seconds(response.headers))
-    return elapsed
+    return elapsed, stage_seconds(response.headers)
 
 
 def stage_seconds(headers) -> dict[str, float]:
@@ -58,18 +54,19 @@ def stage_seconds(headers) -> dict[str, float]:
     return stages
 
 
-def median_stages(label: str) -> dict[str, float]:
-    runs = STAGE_TIMES.get(label, [])
-    names = {name for run in runs for name in run}
-    return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in names}
-
-
 def median_of(repeat: int, fn) -> float:
-    kept = {label: len(runs) for label, runs in STAGE_TIMES.items()}
     fn()  # warm-up: first calls pay lazy initialisation
-    for label, runs in STAGE_TIMES.items():
-        del runs[kept.get(label, 0) :]
     return statistics.median(fn() for _ in range(repeat))
+
+
+def median_post(repeat: int, post) -> tuple[float, dict[str, float]]:
+    """``median_of`` for ``timed_post``: the median wall time and each stage's median."""
+    post()  # warm-up
+    runs = [post() for _ in range(repeat)]
+    names = {name for _, stages in runs for name in stages}
+    return statistics.median(wall for wall, _ in runs), {
+        name: statistics.median(stages.get(name, 0.0) for _, stages in runs) for name in names
+    }
 
 
 def in_process_seconds(audio, beam_size: int, repeat: int) -> float:
@@ -105,11 +102,10 @@ def main() -> None:
 
     rows: list[tuple[str, str]] = []
     with running_app(args.port) as base:
-        full = median_of(
-            args.repeat,
-            lambda: timed_post(base, sample_bytes, "30 s", response_format="diarized_json"),
+        full, short = median_post(
+            args.repeat, lambda: timed_post(base, sample_bytes, response_format="diarized_json")
         )
-        alone = median_of(
+        alone, _ = median_post(
             args.repeat,
             lambda: timed_post(base, sample_bytes, enable_speaker_diarization="false"),
         )
@@ -124,8 +120,7 @@ def main() -> None:
             long_audio = long_conversation(long_minutes)
             long_bytes = wav_bytes(long_audio)
             before = replica_memory_mb()
-            label = f"{long_minutes:g} min"
-            long_wall = timed_post(base, long_bytes, label, response_format="diarized_json")
+            long_wall, long = timed_post(base, long_bytes, response_format="diarized_json")
             after = replica_memory_mb()
             minutes = long_audio.size / 16000 / 60
             rows += [
@@ -138,7 +133,6 @@ def main() -> None:
                     f"{long_wall / full:.1f}",
                 ),
             ]
-            short, long = median_stages("30 s"), median_stages(label)
             for stage in sorted(long, key=long.get, reverse=True):
                 if short.get(stage):
                     rows.append(

@@ -21,6 +21,9 @@ How it decides who speaks when:
    of its frames fall in; one that mixes two clusters (the segmentation model merged
    two voices) is split frame by frame. pyannote's own reconstruction then keeps as
    many speakers per frame as the segmentation counts.
+5. **Short turns**: turns are cut where enough segmentation chunks hear a change of
+   turn, and each short piece takes the cluster nearest its own embedding
+   (``short_turns``), since the 1.5 s windows blur a reply that follows at once.
 
 Every step is linear in the audio's length except the clustering, which runs on at
 most ``max_clustered_windows`` points (k-means summarises longer audio first).
@@ -51,10 +54,12 @@ from speakerscribe.bundled_models import (
 from speakerscribe.diarization.campplus import CAMPPlusEmbedding
 from speakerscribe.diarization.clustering import (
     MIN_NEW_VOICE_WINDOWS,
+    centroids,
     linkage_labels,
     spectral_labels,
     tidy_clusters,
 )
+from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
 from speakerscribe.types import SAMPLE_RATE
 
 SPECTRAL_MIN_WINDOWS = 20
@@ -66,7 +71,7 @@ PIPELINE_DIRECTORY = "bundled-diarization"
 
 DEFAULT_PARAMETERS: dict[str, dict[str, float]] = {
     "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
-    "reassignment": {"purity": 0.7},
+    "reassignment": {"purity": 0.7, "change_agreement": 0.3},
 }
 """The tuned values (``load/evaluate_diarization.py --sensitivity`` scores them at ±20%)."""
 
@@ -106,6 +111,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         window_step_s: float = 0.75,
         shortest_region_s: float = 0.4,
         segmentation_step: float = 0.1,
+        short_piece_s: tuple[float, float] = (0.5, 3.0),
         min_cluster_windows: int = 4,
         max_clustered_windows: int = 1500,
         max_speakers: int = 15,
@@ -143,6 +149,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         self.window_s = window_s
         self.window_step_s = window_step_s
         self.shortest_region_s = shortest_region_s
+        self.short_piece_s = tuple(short_piece_s)
         self.min_cluster_windows = min_cluster_windows
         self.max_clustered_windows = max_clustered_windows
         self.max_speakers = max_speakers
@@ -300,7 +307,39 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         speakers = int(labels.max()) + 1
         count.data = np.minimum(count.data, speakers).astype(np.uint8)
         discrete = self.to_diarization(clustered, count)
+        if speakers > 1:
+            self._reassign_short_pieces(audio, discrete, segmentations, binary, embeddings, labels)
         return self.to_annotation(discrete, min_duration_on=0.0, min_duration_off=0.0)
+
+    def _reassign_short_pieces(
+        self,
+        audio: np.ndarray,
+        discrete: SlidingWindowFeature,
+        segmentations: SlidingWindowFeature,
+        binary: SlidingWindowFeature,
+        embeddings: np.ndarray,
+        labels: np.ndarray,
+    ) -> None:
+        chunks, frames, _ = binary.data.shape
+        chunk_window = segmentations.sliding_window
+        changes = turn_changes(
+            binary.data > 0,
+            chunk_starts=chunk_window.start + chunk_window.step * np.arange(chunks),
+            frame_offsets=self._frames.step * np.arange(frames) + self._frames.duration / 2,
+            chunk_duration=chunk_window.duration,
+            agreement=self.reassignment.change_agreement,
+        )
+        grid = discrete.sliding_window
+        shortest, longest = self.short_piece_s
+        reassign_short_pieces(
+            discrete.data,
+            frame_times=grid.start + grid.step * np.arange(len(discrete.data)) + grid.duration / 2,
+            changes=changes,
+            centroids=centroids(embeddings, labels, np.arange(int(labels.max()) + 1)),
+            embed=lambda spans: self._embedding.embed_windows(audio, spans, self.batch_size),
+            shortest_s=shortest,
+            longest_s=longest,
+        )
 
 
 class _ClusteringParameters(Pipeline):
@@ -313,11 +352,13 @@ class _ClusteringParameters(Pipeline):
 
 
 class _ReassignmentParameters(Pipeline):
-    """How pure a local speaker must be to take one cluster whole."""
+    """How pure a local speaker must be to take one cluster whole, and what share of
+    the chunks that hear a time must hear a change of turn there to cut turns at it."""
 
     def __init__(self):
         super().__init__()
         self.purity = Uniform(0.5, 1.0)
+        self.change_agreement = Uniform(0.0, 1.0)
 
 
 PIPELINE_CLASS = f"{BundledDiarization.__module__}.{BundledDiarization.__qualname__}"

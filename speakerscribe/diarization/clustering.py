@@ -72,7 +72,8 @@ def linkage_labels(
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _centroids(embeddings: np.ndarray, labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+def centroids(embeddings: np.ndarray, labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """The unit mean of each cluster's rows, in the order of ``clusters``."""
     centroids = np.stack([embeddings[labels == c].mean(axis=0) for c in clusters])
     return centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(min=1e-12)
 
@@ -95,18 +96,18 @@ def tidy_clusters(
     clusters, sizes = np.unique(labels, return_counts=True)
     big_enough = min(min_cluster_windows, sizes.max())  # in short audio, the largest
     major = clusters[sizes >= big_enough]
-    major_centroids = _centroids(embeddings, labels, major)
+    major_centroids = centroids(embeddings, labels, major)
     for minor in clusters[sizes < big_enough]:
         members = labels == minor
-        centroid = _centroids(embeddings, labels, np.array([minor]))[0]
+        centroid = centroids(embeddings, labels, np.array([minor]))[0]
         lone_window = members.sum() < MIN_NEW_VOICE_WINDOWS
         if len(np.unique(labels)) > min_speakers and (
             lone_window or (major_centroids @ centroid).max() >= minor_merge_threshold
         ):
             labels[members] = major[np.argmax(embeddings[members] @ major_centroids.T, axis=1)]
     while (clusters := np.unique(labels)).size > max(1, min_speakers):
-        centroids = _centroids(embeddings, labels, clusters)
-        similarity = np.triu(centroids @ centroids.T, k=1)
+        voices = centroids(embeddings, labels, clusters)
+        similarity = np.triu(voices @ voices.T, k=1)
         first, second = np.unravel_index(np.argmax(similarity), similarity.shape)
         if similarity[first, second] < merge_threshold:
             break

@@ -11,7 +11,10 @@ the speakers found against the true count. The collar is 0 for the pyannote, AMI
 LibriSpeech references (word- or sample-exact turns) and 0.25 s for the coarse ones
 (``paa_example`` and ``falcon_test``: 0.1 s resolution). ``--sensitivity`` re-scores raw
 turns with each tuned value moved by ±20%, so a value that only works in a narrow window
-shows. Single-speaker recordings (jfk.flac, the speechbrain clips) are checked for
+shows; it does the same for the word-to-speaker values of ``speakerscribe.alignment``,
+on transcript segments from the transcription service run in this process (no Ray;
+the same code as the server, so its figures at the defaults match ``--server``).
+Single-speaker recordings (jfk.flac, the speechbrain clips) are checked for
 "one speaker".
 
     python load/evaluate_diarization.py [--server] [--sensitivity] [--testdata DIR]
@@ -20,6 +23,9 @@ shows. Single-speaker recordings (jfk.flac, the speechbrain clips) are checked f
 from __future__ import annotations
 
 import argparse
+import asyncio
+import copy
+import hashlib
 import io
 import sys
 import time
@@ -37,9 +43,10 @@ from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
 from pyannote.database.util import load_rttm, load_uem  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
+from speakerscribe import alignment  # noqa: E402
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.diarization.bundled import DEFAULT_PARAMETERS  # noqa: E402
-from speakerscribe.diarization.diarizer import load_diarizer  # noqa: E402
+from speakerscribe.diarization.diarizer import diarize_request, load_diarizer  # noqa: E402
 from speakerscribe.types import SAMPLE_RATE  # noqa: E402
 
 COMMAND = "python load/evaluate_diarization.py"
@@ -95,6 +102,65 @@ TUNED = {  # pipeline parameter path → default, for the ±20% check
     for section, values in DEFAULT_PARAMETERS.items()
     for name, value in values.items()
 }
+
+ASSIGNMENT_VALUES = ("COVERED_FRACTION", "BACKCHANNEL_MAX_S", "BACKCHANNEL_RATIO")
+"""``speakerscribe.alignment``'s word-to-speaker values, for the ±20% check."""
+
+
+class InProcessStages:
+    """The model stages in this process, each answer kept: transcript segments can then
+    be assembled again with other word-to-speaker values without decoding again."""
+
+    def __init__(self, settings, diarizer):
+        from speakerscribe.whisper.decoding import BatchTranscriber
+        from speakerscribe.whisper.loading import load_whisper_model
+
+        self.settings = settings
+        self.transcriber = BatchTranscriber(
+            load_whisper_model(settings.whisper_model), pack_short_pieces=settings.pack_short_pieces
+        )
+        self.diarizer = diarizer
+        self.answers: dict[tuple, object] = {}
+
+    def _kept(self, key: tuple, compute):
+        if key not in self.answers:
+            self.answers[key] = compute()
+        return copy.deepcopy(self.answers[key])
+
+    async def separate(self, audio: np.ndarray) -> np.ndarray:
+        return audio
+
+    async def detect_language(self, audio: np.ndarray, model: str) -> str:
+        return "en"
+
+    async def transcribe(self, piece: np.ndarray, options):
+        key = ("transcribe", hashlib.sha1(piece.tobytes()).hexdigest(), repr(options))
+        return self._kept(key, lambda: self.transcriber.transcribe([piece], options)[0].segments)
+
+    async def diarize(self, audio: np.ndarray, options):
+        key = ("diarize", hashlib.sha1(audio.tobytes()).hexdigest(), repr(options))
+        return self._kept(
+            key,
+            lambda: diarize_request(
+                self.diarizer,
+                audio,
+                options,
+                known_speaker_threshold=self.settings.known_speaker_threshold,
+            ),
+        )
+
+
+def in_process_turns(service, path: Path):
+    """``diarized_json`` segments as the server builds them, from ``service``."""
+    from speakerscribe.protocol import TranscriptionRequest
+
+    request = TranscriptionRequest(
+        model="gpt-4o-transcribe-diarize",
+        response_format="diarized_json",
+        chunking_strategy="auto",
+    )
+    result = asyncio.run(service.transcribe(path.read_bytes(), request))
+    return [(s.start, s.end, s.speaker) for s in result.segments]
 
 
 def load_wav(path: Path) -> np.ndarray:
@@ -260,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
                 cells[-1] += f" [{per_file}]"
             set_parameter(diarizer, path, tuned)
             print(f"  {'.'.join(path):44}\n    " + "\n    ".join(cells))
+        assignment_sensitivity(diarizer, data, references, uems)
 
     if args.server:
         from _server import running_app
@@ -275,7 +342,44 @@ def main(argv: list[str] | None = None) -> None:
                 for file in DEV_FILES
             }
         report("transcript segments (diarized_json through the server)", rows, groups)
-    print(f"\nreproduce: {COMMAND}{' --server' if args.server else ''}")
+    flags = [
+        flag for flag, on in (("--server", args.server), ("--sensitivity", args.sensitivity)) if on
+    ]
+    print(f"\nreproduce: {' '.join([COMMAND, *flags])}")
+
+
+def assignment_sensitivity(diarizer, data: Path, references, uems) -> None:
+    from speakerscribe.pipeline.service import TranscriptionService
+    from speakerscribe.settings import load_settings
+
+    settings = load_settings(enable_speaker_diarization=True)
+    service = TranscriptionService(settings, InProcessStages(settings, diarizer))
+    print(
+        "\n±20% around each word-to-speaker value (transcript segments in-process, "
+        "mean DER over all files, counts right)"
+    )
+    for name in ASSIGNMENT_VALUES:
+        tuned = getattr(alignment, name)
+        cells = []
+        for factor in (0.8, 1.0, 1.2):
+            setattr(alignment, name, tuned * factor)
+            scored = [
+                score(
+                    file,
+                    references[file.uri],
+                    uems[file.uri],
+                    in_process_turns(service, data / file.wav),
+                )
+                for file in DEV_FILES
+            ]
+            right = sum(row["found"] == row["true"] for row in scored)
+            per_file = " ".join(f"{row['der']:.2f}" for row in scored)
+            mean = np.mean([row["der"] for row in scored])
+            cells.append(
+                f"{tuned * factor:.2f}: DER {mean:.3f}, {right}/{len(scored)} [{per_file}]"
+            )
+        setattr(alignment, name, tuned)
+        print(f"  alignment.{name:34}\n    " + "\n    ".join(cells))
 
 
 if __name__ == "__main__":

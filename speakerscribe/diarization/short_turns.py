@@ -140,7 +140,8 @@ def reassign_short_pieces(
 
 
 def _batchable(start: float, end: float) -> tuple[float, float]:
-    return start, start + np.floor((end - start) / SPAN_STEP_S + 1e-9) * SPAN_STEP_S
+    length = float(np.floor((end - start) / SPAN_STEP_S + 1e-9)) * SPAN_STEP_S
+    return start, start + length if length > 0 else end
 
 
 def _longest_run(flags: np.ndarray) -> tuple[int, int] | None:

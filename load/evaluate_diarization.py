@@ -135,7 +135,13 @@ class InProcessStages:
 
     async def transcribe(self, piece: np.ndarray, options):
         key = ("transcribe", hashlib.sha1(piece.tobytes()).hexdigest(), repr(options))
-        return self._kept(key, lambda: self.transcriber.transcribe([piece], options)[0].segments)
+        return self._kept(key, lambda: self._decoded(piece, options))
+
+    def _decoded(self, piece: np.ndarray, options):
+        (transcript,) = self.transcriber.transcribe([piece], options)
+        if isinstance(transcript, Exception):  # the batch reports each piece's own failure
+            raise transcript
+        return transcript.segments
 
     async def diarize(self, audio: np.ndarray, options):
         key = ("diarize", hashlib.sha1(audio.tobytes()).hexdigest(), repr(options))

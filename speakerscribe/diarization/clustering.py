@@ -74,8 +74,8 @@ def linkage_labels(
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     """The unit mean of each cluster's rows, in the order of ``clusters``."""
-    centroids = np.stack([embeddings[labels == c].mean(axis=0) for c in clusters])
-    return centroids / np.linalg.norm(centroids, axis=1, keepdims=True).clip(min=1e-12)
+    means = np.stack([embeddings[labels == c].mean(axis=0) for c in clusters])
+    return means / np.linalg.norm(means, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def tidy_clusters(

@@ -165,6 +165,14 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
     def default_parameters(self) -> dict[str, Any]:
         return {section: dict(values) for section, values in DEFAULT_PARAMETERS.items()}
 
+    def instantiate(self, params: dict) -> BundledDiarization:
+        """A ``config.yaml`` written before a value existed gets that value's default."""
+        merged = self.default_parameters()
+        for section, values in params.items():
+            merged[section] = {**merged.get(section, {}), **values}
+        super().instantiate(merged)
+        return self
+
     # --- steps
 
     def _speech(self, segmentations: SlidingWindowFeature, duration: float):

@@ -26,7 +26,13 @@ from speakerscribe.bundled_models import (
     SEGMENTATION,
     segmentation_checkpoint_path,
 )
-from speakerscribe.diarization.bundled import PIPELINE_CLASS, PIPELINE_CONFIG, BundledDiarization
+from speakerscribe.diarization.bundled import (
+    DEFAULT_PARAMETERS,
+    PIPELINE_CLASS,
+    PIPELINE_CONFIG,
+    BundledDiarization,
+    write_pipeline_config,
+)
 from speakerscribe.diarization.clustering import linkage_labels, spectral_labels, tidy_clusters
 from speakerscribe.diarization.diarizer import (
     BundledModelMissing,
@@ -189,6 +195,26 @@ def test_a_config_from_an_older_release_says_make_models(tmp_path):
     (folder / "config.yaml").write_text(old)
     with pytest.raises(BundledModelMissing, match="older release.*make models"):
         load_diarizer("bundled", cache_dir=tmp_path)
+
+
+def test_a_config_without_a_newer_value_keeps_its_own_and_defaults_the_rest(tmp_path):
+    """pyannote would re-instantiate an incomplete pipeline with all defaults at its
+    first call, dropping the values the config does give."""
+    write_pipeline_config(tmp_path)
+    config = tmp_path / "bundled-diarization" / "config.yaml"
+    written = yaml.safe_load(config.read_text())
+    written["params"]["reassignment"] = {"purity": 0.6}  # as before change_agreement
+    for spec in (SEGMENTATION, CAMPPLUS_WEIGHTS, CAMPPLUS_ARCHITECTURE):
+        (tmp_path / spec.target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEFAULT_MODEL_CACHE / spec.target, tmp_path / spec.target)
+    config.write_text(yaml.safe_dump(written))
+    pipeline = load_diarizer("bundled", cache_dir=tmp_path).pipeline
+    assert pipeline.instantiated
+    assert pipeline.reassignment.purity == 0.6
+    assert (
+        pipeline.reassignment.change_agreement
+        == DEFAULT_PARAMETERS["reassignment"]["change_agreement"]
+    )
 
 
 def write_pipeline_dir(directory: Path, checkpoint: Path) -> Path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
+from speakerscribe.loudness import QUIET_SPEECH_DB, gain_to_level
 from speakerscribe.types import SAMPLE_RATE, Segment
 
 # Short pauses count: we look for gaps between words, not for end of utterance.
@@ -43,18 +44,28 @@ VAD_BLOCK_S = 300.0
 
 
 def speech_intervals(
-    audio: np.ndarray, vad: VadOptions = PAUSE_VAD, block_s: float = VAD_BLOCK_S
+    audio: np.ndarray,
+    vad: VadOptions = PAUSE_VAD,
+    block_s: float = VAD_BLOCK_S,
+    *,
+    level_of: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """Speech regions ``(start, end)`` in samples, from Silero VAD.
 
     VAD runs on blocks of ``block_s``: faster-whisper's VAD holds about two extra copies
     of its input, which for a 4-hour file would be gigabytes. A region that crosses a
-    block boundary is joined back together.
+    block boundary is joined back together. Silero misses much of a recording far
+    quieter than ``QUIET_SPEECH_DB``, so such audio is raised to it first; its level is
+    that of ``level_of`` (the whole recording, where ``audio`` is a part) or ``audio``.
     """
+    gain = gain_to_level(audio if level_of is None else level_of, QUIET_SPEECH_DB, raise_only=True)
     block = int(block_s * SAMPLE_RATE)
     intervals: list[tuple[int, int]] = []
     for offset in range(0, audio.shape[0], block):
-        for found in get_speech_timestamps(audio[offset : offset + block], vad):
+        heard = audio[offset : offset + block]
+        if gain != 1.0:
+            heard = heard * np.float32(gain)
+        for found in get_speech_timestamps(heard, vad):
             start, end = found["start"] + offset, found["end"] + offset
             if intervals and start - intervals[-1][1] <= 1 and start % block <= 1:
                 intervals[-1] = (intervals[-1][0], end)

@@ -6,6 +6,8 @@ with ``Pipeline.from_pretrained(directory)`` exactly as a user's own local pipel
 
 How it decides who speaks when:
 
+0. **Level**: the audio is scaled so its loud frames sit at one level
+   (``speakerscribe.loudness.at_speech_level``), whatever the recording's.
 1. **Where speech is, and how many speak at once**: the pyannote/segmentation
    checkpoint (from the whisperx wheel) over 5 s windows. It also gives each window's
    local speakers, which carry the exact turn boundaries and the overlaps.
@@ -60,6 +62,7 @@ from speakerscribe.diarization.clustering import (
     tidy_clusters,
 )
 from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
+from speakerscribe.loudness import SPEECH_LEVEL_DB, at_speech_level
 from speakerscribe.types import SAMPLE_RATE
 
 SPECTRAL_MIN_WINDOWS = 20
@@ -72,6 +75,7 @@ PIPELINE_DIRECTORY = "bundled-diarization"
 DEFAULT_PARAMETERS: dict[str, dict[str, float]] = {
     "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
     "reassignment": {"purity": 0.7, "change_agreement": 0.3},
+    "input": {"speech_level_db": SPEECH_LEVEL_DB},
 }
 """The tuned values (``load/evaluate_diarization.py --sensitivity`` scores them at ±20%)."""
 
@@ -156,6 +160,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         self.batch_size = batch_size
         self.clustering = _ClusteringParameters()
         self.reassignment = _ReassignmentParameters()
+        self.input = _InputParameters()
 
     def to(self, device: torch.device) -> BundledDiarization:
         self._segmentation.to(device)
@@ -299,6 +304,10 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         audio = np.asarray(waveform[0] if waveform.ndim == 2 else waveform, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         annotation = Annotation(uri=file.get("uri", "audio"))
+        leveled = at_speech_level(audio, self.input.speech_level_db)
+        if leveled is not audio:
+            audio = leveled
+            file = {**file, "waveform": torch.from_numpy(audio)[None]}
         segmentations = self._segmentation(file)
         binary, count, regions = self._speech(segmentations, duration)
         windows = speech_windows(regions, self.window_s, self.window_step_s, self.shortest_region_s)
@@ -367,6 +376,16 @@ class _ReassignmentParameters(Pipeline):
         super().__init__()
         self.purity = Uniform(0.5, 1.0)
         self.change_agreement = Uniform(0.0, 1.0)
+
+
+class _InputParameters(Pipeline):
+    """The level the audio is brought to first: the segmentation model's input norm
+    gates out quiet chunks at a fixed level, so without it a quiet recording loses
+    its quieter voices."""
+
+    def __init__(self):
+        super().__init__()
+        self.speech_level_db = Uniform(-60.0, -10.0)
 
 
 PIPELINE_CLASS = f"{BundledDiarization.__module__}.{BundledDiarization.__qualname__}"

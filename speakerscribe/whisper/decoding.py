@@ -62,7 +62,7 @@ def _resume_at_unheard_speech(piece: np.ndarray, last_end_s: float) -> int:
     tail = piece[start:]
     if tail.shape[0] < MIN_TAIL_S * SAMPLE_RATE:
         return piece.shape[0]
-    speech = sum(end - begin for begin, end in speech_intervals(tail))
+    speech = sum(end - begin for begin, end in speech_intervals(tail, level_of=piece))
     return start if speech >= MIN_TAIL_SPEECH_S * SAMPLE_RATE else piece.shape[0]
 
 

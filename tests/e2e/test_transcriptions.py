@@ -88,6 +88,28 @@ def test_sample_wav_diarized_with_openai_client(client, testdata):
     assert cp_wer(reference_text, hypothesis_text) <= 0.5
 
 
+def test_a_quiet_recording_reads_like_the_same_one_louder(client, testdata):
+    """An AMI excerpt 40 dB down (24-bit, loud frames near -76 dBFS): voice activity
+    used to hear nothing in it, so the transcript came back empty."""
+    import soundfile as sf
+
+    audio, rate = sf.read(testdata / "pyannote/dev00.wav", dtype="float32")
+
+    def transcribe(samples: np.ndarray) -> TranscriptionDiarized:
+        buffer = io.BytesIO()
+        sf.write(buffer, samples, rate, format="WAV", subtype="PCM_24")
+        return client.audio.transcriptions.create(
+            model="whisper-1",
+            file=("dev00.wav", buffer.getvalue()),
+            response_format="diarized_json",
+        )
+
+    native, quiet = transcribe(audio), transcribe(audio * np.float32(0.01))
+    assert len({s.speaker for s in quiet.segments}) == 2
+    native_words = normalize_text(native.text).split()
+    assert len(normalize_text(quiet.text).split()) >= 0.8 * len(native_words), quiet.text
+
+
 def test_jfk_flac_reads_as_reference(client, testdata):
     with open(testdata / "faster-whisper/jfk.flac", "rb") as audio:
         result = client.audio.transcriptions.create(model="whisper-1", file=audio)

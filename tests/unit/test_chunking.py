@@ -57,6 +57,17 @@ def test_real_speech_cut_between_words(testdata):
         assert np.sqrt(np.mean(window**2)) < 0.01  # quiet where we cut
 
 
+def test_a_quiet_recording_is_heard_as_well_as_a_loud_one(testdata):
+    """Silero hears next to nothing of an AMI excerpt 40 dB down unless it is raised."""
+    audio = decode_audio_bytes((testdata / "pyannote/dev00.wav").read_bytes())
+
+    def heard_s(intervals) -> float:
+        return sum(end - start for start, end in intervals) / SR
+
+    native = speech_intervals(audio)
+    assert heard_s(speech_intervals(audio * np.float32(0.01))) >= 0.9 * heard_s(native)
+
+
 def test_stitch_shifts_times_exactly():
     pieces = [Piece(0, 10 * SR), Piece(10 * SR, 25 * SR)]
     results = [

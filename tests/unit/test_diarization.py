@@ -128,6 +128,17 @@ def test_speaker_count_without_hints(diarizer, testdata, name, speakers):
     assert len({t.speaker for t in turns}) == speakers
 
 
+def test_a_quiet_meeting_keeps_its_speakers(diarizer, testdata):
+    """The segmentation model gates out chunks under a fixed level: 26 dB down, this
+    4-person AMI excerpt came back as one speaker before the pipeline set its level."""
+    audio = load_wav(testdata / "diarization/EN2002a_30s.wav")
+    native = diarizer(audio)
+    quiet = diarizer(audio * np.float32(0.05))
+    assert len({t.speaker for t in quiet}) == len({t.speaker for t in native}) >= 3
+    whole = Timeline([Segment(0.0, len(audio) / SAMPLE_RATE)], uri="EN2002a_30s")
+    assert der(to_annotation(native, uri="EN2002a_30s"), quiet, whole) <= 0.02
+
+
 def test_single_speaker_is_one_speaker(diarizer, testdata):
     from speakerscribe.audio import decode_audio_bytes
 

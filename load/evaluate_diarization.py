@@ -15,9 +15,10 @@ shows; it does the same for the word-to-speaker values of ``speakerscribe.alignm
 on transcript segments from the transcription service run in this process (no Ray;
 the same code as the server, so its figures at the defaults match ``--server``).
 Single-speaker recordings (jfk.flac, the speechbrain clips) are checked for
-"one speaker".
+"one speaker". ``--quieter`` re-scores raw turns with every file 10 to 40 dB quieter,
+and prints how much of each file's speech Silero VAD (the chunker's) still hears.
 
-    python load/evaluate_diarization.py [--server] [--sensitivity] [--testdata DIR]
+    python load/evaluate_diarization.py [--server] [--sensitivity] [--quieter] [--testdata DIR]
 """
 
 from __future__ import annotations
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--testdata", type=Path, default=testdata_dir())
     parser.add_argument("--server", action="store_true", help="also score transcript segments")
     parser.add_argument("--sensitivity", action="store_true", help="re-score at ±20%%")
+    parser.add_argument("--quieter", action="store_true", help="re-score 10 to 40 dB down")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -334,6 +336,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {'.'.join(path):44}\n    " + "\n    ".join(cells))
         assignment_sensitivity(diarizer, data, references, uems)
 
+    if args.quieter:
+        quieter_recordings(diarizer, audio, references, uems)
+
     if args.server:
         from _server import running_app
 
@@ -349,9 +354,50 @@ def main(argv: list[str] | None = None) -> None:
             }
         report("transcript segments (diarized_json through the server)", rows, groups)
     flags = [
-        flag for flag, on in (("--server", args.server), ("--sensitivity", args.sensitivity)) if on
+        flag
+        for flag, on in (
+            ("--server", args.server),
+            ("--sensitivity", args.sensitivity),
+            ("--quieter", args.quieter),
+        )
+        if on
     ]
     print(f"\nreproduce: {' '.join([COMMAND, *flags])}")
+
+
+QUIETER_DB = (0, -10, -20, -26, -40)
+"""How much quieter than recorded each file is scored (a far-field or low-gain capture)."""
+
+
+def quieter_recordings(diarizer, audio, references, uems) -> None:
+    from speakerscribe.chunking import speech_intervals
+
+    def heard_s(samples: np.ndarray) -> float:
+        return sum(end - start for start, end in speech_intervals(samples)) / SAMPLE_RATE
+
+    print(
+        "\nquieter recordings (every file scaled; raw turns: mean DER, counts right, DER per "
+        "file; VAD: speech Silero hears, over what it hears in the files as recorded)"
+    )
+    recorded = sum(heard_s(samples) for samples in audio.values())
+    for down_db in QUIETER_DB:
+        gain = np.float32(10.0 ** (down_db / 20.0))
+        scored = [
+            score(
+                file,
+                references[file.uri],
+                uems[file.uri],
+                raw_turns(diarizer, audio[file.uri] * gain),
+            )
+            for file in DEV_FILES
+        ]
+        heard = sum(heard_s(samples * gain) for samples in audio.values())
+        right = sum(row["found"] == row["true"] for row in scored)
+        per_file = " ".join(f"{row['der']:.2f}({row['found']})" for row in scored)
+        print(
+            f"  {down_db:+3d} dB: DER {np.mean([row['der'] for row in scored]):.3f}, "
+            f"{right}/{len(scored)}, VAD {heard / recorded:.2f}  [{per_file}]"
+        )
 
 
 def assignment_sensitivity(diarizer, data: Path, references, uems) -> None:

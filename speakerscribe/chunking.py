@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-from speakerscribe.loudness import QUIET_SPEECH_DB, gain_to_level
+from speakerscribe.loudness import raising_gain
 from speakerscribe.types import SAMPLE_RATE, Segment
 
 # Short pauses count: we look for gaps between words, not for end of utterance.
@@ -55,10 +55,10 @@ def speech_intervals(
     VAD runs on blocks of ``block_s``: faster-whisper's VAD holds about two extra copies
     of its input, which for a 4-hour file would be gigabytes. A region that crosses a
     block boundary is joined back together. Silero misses much of a recording far
-    quieter than ``QUIET_SPEECH_DB``, so such audio is raised to it first; its level is
-    that of ``level_of`` (the whole recording, where ``audio`` is a part) or ``audio``.
+    quieter than ``loudness.MIN_SPEECH_LEVEL_DB``, so it is raised to that first; its level
+    is that of ``level_of`` (the whole recording, where ``audio`` is a part) or ``audio``.
     """
-    gain = gain_to_level(audio if level_of is None else level_of, QUIET_SPEECH_DB, raise_only=True)
+    gain = raising_gain(audio if level_of is None else level_of)
     block = int(block_s * SAMPLE_RATE)
     intervals: list[tuple[int, int]] = []
     for offset in range(0, audio.shape[0], block):

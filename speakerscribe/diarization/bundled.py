@@ -6,8 +6,8 @@ with ``Pipeline.from_pretrained(directory)`` exactly as a user's own local pipel
 
 How it decides who speaks when:
 
-0. **Level**: the audio is scaled so its loud frames sit at one level
-   (``speakerscribe.loudness.at_speech_level``), whatever the recording's.
+0. **Level**: a recording far quieter than usual is raised first
+   (``speakerscribe.loudness``); the segmentation model gates out quiet chunks.
 1. **Where speech is, and how many speak at once**: the pyannote/segmentation
    checkpoint (from the whisperx wheel) over 5 s windows. It also gives each window's
    local speakers, which carry the exact turn boundaries and the overlaps.
@@ -62,7 +62,7 @@ from speakerscribe.diarization.clustering import (
     tidy_clusters,
 )
 from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
-from speakerscribe.loudness import SPEECH_LEVEL_DB, at_speech_level
+from speakerscribe.loudness import MIN_SPEECH_LEVEL_DB, raised_to_level
 from speakerscribe.types import SAMPLE_RATE
 
 SPECTRAL_MIN_WINDOWS = 20
@@ -75,7 +75,7 @@ PIPELINE_DIRECTORY = "bundled-diarization"
 DEFAULT_PARAMETERS: dict[str, dict[str, float]] = {
     "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
     "reassignment": {"purity": 0.7, "change_agreement": 0.3},
-    "input": {"speech_level_db": SPEECH_LEVEL_DB},
+    "input": {"min_speech_level_db": MIN_SPEECH_LEVEL_DB},
 }
 """The tuned values (``load/evaluate_diarization.py --sensitivity`` scores them at ±20%)."""
 
@@ -304,7 +304,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         audio = np.asarray(waveform[0] if waveform.ndim == 2 else waveform, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         annotation = Annotation(uri=file.get("uri", "audio"))
-        leveled = at_speech_level(audio, self.input.speech_level_db)
+        leveled = raised_to_level(audio, self.input.min_speech_level_db)
         if leveled is not audio:
             audio = leveled
             file = {**file, "waveform": torch.from_numpy(audio)[None]}
@@ -379,13 +379,13 @@ class _ReassignmentParameters(Pipeline):
 
 
 class _InputParameters(Pipeline):
-    """The level the audio is brought to first: the segmentation model's input norm
-    gates out quiet chunks at a fixed level, so without it a quiet recording loses
-    its quieter voices."""
+    """The level a quieter recording is raised to first: the segmentation model's input
+    norm gates out chunks under a fixed level, so a quiet recording lost its quieter
+    voices."""
 
     def __init__(self):
         super().__init__()
-        self.speech_level_db = Uniform(-60.0, -10.0)
+        self.min_speech_level_db = Uniform(-60.0, -10.0)
 
 
 PIPELINE_CLASS = f"{BundledDiarization.__module__}.{BundledDiarization.__qualname__}"

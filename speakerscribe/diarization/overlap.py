@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from speakerscribe.loudness import at_speech_level
+from speakerscribe.loudness import raised_to_level
 from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type checkers only
@@ -285,7 +285,7 @@ class OverlapDetector:
         """Frame-level second-speaker score; frame ``i`` is at ``frame_time(i)``."""
         import torch
 
-        waveform = at_speech_level(np.ascontiguousarray(np.asarray(audio, dtype=np.float32)))
+        waveform = raised_to_level(np.ascontiguousarray(np.asarray(audio, dtype=np.float32)))
         if waveform.ndim != 1:
             raise ValueError(f"expected 1-D mono audio, got shape {waveform.shape}")
         num_frames = int(np.ceil(len(waveform) / SAMPLE_RATE / self.frame_step))

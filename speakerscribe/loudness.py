@@ -38,12 +38,15 @@ def speech_level_db(audio: np.ndarray) -> float:
 def raising_gain(audio: np.ndarray, level_db: float = MIN_SPEECH_LEVEL_DB) -> float:
     """The factor (at least 1, at most ``MAX_GAIN_DB``) that lifts ``audio`` to ``level_db``.
 
-    1.0 for audio at or above the level (within half a decibel) and for silence.
+    1.0 for audio at or above the level (within half a decibel) and for silence. No
+    sample is taken past full scale: where speech is under a tenth of a recording, its
+    loud frames are the silence's, and the speech itself may already be loud.
     """
     level = speech_level_db(audio)
     if not np.isfinite(level) or level >= level_db - 0.5:
         return 1.0
-    return float(10.0 ** (min(level_db - level, MAX_GAIN_DB) / 20.0))
+    peak = max(float(audio.max()), -float(audio.min()))
+    return float(min(10.0 ** (min(level_db - level, MAX_GAIN_DB) / 20.0), max(1.0, 1.0 / peak)))
 
 
 def raised_to_level(audio: np.ndarray, level_db: float = MIN_SPEECH_LEVEL_DB) -> np.ndarray:

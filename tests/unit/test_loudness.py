@@ -47,3 +47,9 @@ def test_louder_audio_and_silence_come_back_as_they_are():
 def test_the_gain_is_bounded():
     faint = _talk_and_silence(1e-7)
     assert 20 * np.log10(raising_gain(faint)) == pytest.approx(MAX_GAIN_DB)
+
+
+def test_sparse_loud_speech_is_not_raised_past_full_scale():
+    audio = _talk_and_silence(0.5, talking=0.05)  # 0.5 s of loud speech in 10 s of quiet
+    audio += np.float32(1e-5)
+    assert np.abs(raised_to_level(audio)).max() <= 1.0

@@ -9,7 +9,9 @@ and wrapped by ``PyannotePipelineDiarizer``:
 - any local directory holding a ``config.yaml`` whose checkpoints are ``$model/<subdir>``.
 
 Audio is always handed to pyannote in memory (``{"waveform", "sample_rate"}``): the
-server has already decoded it, and torchcodec cannot decode files here anyway.
+server has already decoded it, and torchcodec cannot decode files here anyway. A
+recording far quieter than usual is raised first (``speakerscribe.loudness``), whichever
+pipeline runs: pyannote's segmentation models gate out chunks under a fixed level.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from speakerscribe.bundled_models import DEFAULT_MODEL_CACHE, BundledModelMissin
 from speakerscribe.diarization.bundled import PIPELINE_CLASS, PIPELINE_DIRECTORY
 from speakerscribe.diarization.known_speakers import identify_speakers, name_turns
 from speakerscribe.diarization.overlap import merge_regions, overlap_regions
+from speakerscribe.loudness import raised_to_level
 from speakerscribe.types import (
     SAMPLE_RATE,
     Diarization,
@@ -68,7 +71,7 @@ def _as_pyannote_file(audio: np.ndarray) -> dict[str, Any]:
     if waveform.ndim != 1:
         raise ValueError(f"expected 1-D mono audio, got shape {waveform.shape}")
     return {
-        "waveform": torch.from_numpy(np.ascontiguousarray(waveform))[None],
+        "waveform": torch.from_numpy(np.ascontiguousarray(raised_to_level(waveform)))[None],
         "sample_rate": SAMPLE_RATE,
         "uri": "audio",
     }

@@ -285,9 +285,10 @@ class OverlapDetector:
         """Frame-level second-speaker score; frame ``i`` is at ``frame_time(i)``."""
         import torch
 
-        waveform = raised_to_level(np.ascontiguousarray(np.asarray(audio, dtype=np.float32)))
+        waveform = np.ascontiguousarray(np.asarray(audio, dtype=np.float32))
         if waveform.ndim != 1:
             raise ValueError(f"expected 1-D mono audio, got shape {waveform.shape}")
+        waveform = raised_to_level(waveform)
         num_frames = int(np.ceil(len(waveform) / SAMPLE_RATE / self.frame_step))
         if len(waveform) == 0 or not np.any(waveform):
             return np.zeros(num_frames, dtype=np.float32)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
+from pyannote.audio import Pipeline
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.database.util import load_rttm, load_uem
 from pyannote.metrics.diarization import DiarizationErrorRate
@@ -38,10 +40,12 @@ from speakerscribe.diarization.diarizer import (
     BundledModelMissing,
     Diarizer,
     PyannotePipelineDiarizer,
+    annotation_to_turns,
     bundled_pipeline_directory,
     load_diarizer,
 )
 from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
+from speakerscribe.loudness import MIN_SPEECH_LEVEL_DB, speech_level_db
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn
 from tools.scoring import to_annotation
 
@@ -130,13 +134,32 @@ def test_speaker_count_without_hints(diarizer, testdata, name, speakers):
 
 def test_a_quiet_meeting_keeps_its_speakers(diarizer, testdata):
     """The segmentation model gates out chunks under a fixed level: 26 dB down, this
-    4-person AMI excerpt came back as one speaker before the pipeline set its level."""
+    4-person AMI excerpt came back as one speaker before quiet audio was raised. The
+    pipeline raises it itself, for users who load it with pyannote directly."""
     audio = load_wav(testdata / "diarization/EN2002a_30s.wav")
-    native = diarizer(audio)
-    quiet = diarizer(audio * np.float32(0.05))
+
+    def turns(samples: np.ndarray) -> list[SpeakerTurn]:
+        file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": SAMPLE_RATE}
+        return annotation_to_turns(diarizer.pipeline(file))
+
+    native, quiet = turns(audio), turns(audio * np.float32(0.05))
     assert len({t.speaker for t in quiet}) == len({t.speaker for t in native}) >= 3
     whole = Timeline([Segment(0.0, len(audio) / SAMPLE_RATE)], uri="EN2002a_30s")
     assert der(to_annotation(native, uri="EN2002a_30s"), quiet, whole) <= 0.02
+
+
+def test_every_pipeline_gets_a_quiet_recording_raised():
+    """pyannote's own pipelines gate quiet chunks too (segmentation-3.0 as well)."""
+    heard = []
+
+    class Recording(Pipeline):
+        def apply(self, file, **kwargs):
+            heard.append(file["waveform"].numpy()[0])
+            return Annotation()
+
+    quiet = np.float32(1e-3) * np.sin(np.arange(SAMPLE_RATE * 4) / 7.0).astype(np.float32)
+    PyannotePipelineDiarizer(Recording())(quiet)
+    assert speech_level_db(heard[0]) == pytest.approx(MIN_SPEECH_LEVEL_DB, abs=0.1)
 
 
 def test_single_speaker_is_one_speaker(diarizer, testdata):

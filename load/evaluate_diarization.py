@@ -44,7 +44,7 @@ from pyannote.core import Annotation, Segment, Timeline  # noqa: E402
 from pyannote.database.util import load_rttm, load_uem  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
 
-from speakerscribe import alignment  # noqa: E402
+from speakerscribe import alignment, loudness  # noqa: E402
 from speakerscribe.audio import decode_audio_bytes  # noqa: E402
 from speakerscribe.diarization.bundled import DEFAULT_PARAMETERS  # noqa: E402
 from speakerscribe.diarization.diarizer import diarize_request, load_diarizer  # noqa: E402
@@ -313,11 +313,22 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.sensitivity:
         print("\n±20% around each tuned value (raw turns, mean DER over all files, counts right)")
-        for path, tuned in TUNED.items():
+        knobs = [
+            (".".join(path), tuned, lambda value, path=path: set_parameter(diarizer, path, value))
+            for path, tuned in TUNED.items()
+        ]
+        knobs.append(
+            (
+                "loudness.MIN_SPEECH_LEVEL_DB",
+                loudness.MIN_SPEECH_LEVEL_DB,
+                lambda value: setattr(loudness, "MIN_SPEECH_LEVEL_DB", value),
+            )
+        )
+        for label, tuned, set_value in knobs:
             cells = []
             for factor in (0.8, 1.0, 1.2):
                 value = min(1.0, tuned * factor)
-                set_parameter(diarizer, path, value)
+                set_value(value)
                 scored = {
                     file.uri: score(
                         file,
@@ -332,8 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                 cells.append(f"{value:.2f}: DER {mean:.3f}, {right}/{len(scored)}")
                 per_file = " ".join(f"{row['der']:.2f}" for row in scored.values())
                 cells[-1] += f" [{per_file}]"
-            set_parameter(diarizer, path, tuned)
-            print(f"  {'.'.join(path):44}\n    " + "\n    ".join(cells))
+            set_value(tuned)
+            print(f"  {label:44}\n    " + "\n    ".join(cells))
         assignment_sensitivity(diarizer, data, references, uems)
 
     if args.quieter:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 MIN_SPEECH_LEVEL_DB = -40.0
-"""dBFS of the loud 25 ms frames under which audio is raised (``load/evaluate_diarization.py
---quieter`` scores recordings 10 to 40 dB down)."""
+"""dBFS of the loud 25 ms frames under which audio is raised, for every model that
+raises (``load/evaluate_diarization.py --quieter`` scores recordings 10 to 40 dB down,
+``--sensitivity`` this value at ±20%)."""
 MAX_GAIN_DB = 40.0
 """Quieter than this under the level is noise, not a far-away talker."""
 _LEVEL_FRAME = 400  # 25 ms at 16 kHz
@@ -35,13 +36,15 @@ def speech_level_db(audio: np.ndarray) -> float:
     return 10.0 * np.log10(loud) if loud > 0 else float("-inf")
 
 
-def raising_gain(audio: np.ndarray, level_db: float = MIN_SPEECH_LEVEL_DB) -> float:
-    """The factor (at least 1, at most ``MAX_GAIN_DB``) that lifts ``audio`` to ``level_db``.
+def raising_gain(audio: np.ndarray, level_db: float | None = None) -> float:
+    """The factor (at least 1, at most ``MAX_GAIN_DB``) that lifts ``audio`` to ``level_db``
+    (``MIN_SPEECH_LEVEL_DB``, read at each call, when not given).
 
     1.0 for audio at or above the level (within half a decibel) and for silence. No
     sample is taken past full scale: where speech is under a tenth of a recording, its
     loud frames are the silence's, and the speech itself may already be loud.
     """
+    level_db = MIN_SPEECH_LEVEL_DB if level_db is None else level_db
     level = speech_level_db(audio)
     if not np.isfinite(level) or level >= level_db - 0.5:
         return 1.0
@@ -49,7 +52,7 @@ def raising_gain(audio: np.ndarray, level_db: float = MIN_SPEECH_LEVEL_DB) -> fl
     return float(min(10.0 ** (min(level_db - level, MAX_GAIN_DB) / 20.0), max(1.0, 1.0 / peak)))
 
 
-def raised_to_level(audio: np.ndarray, level_db: float = MIN_SPEECH_LEVEL_DB) -> np.ndarray:
+def raised_to_level(audio: np.ndarray, level_db: float | None = None) -> np.ndarray:
     """``audio`` lifted to ``level_db`` (a copy), or ``audio`` itself where it is not quieter."""
     gain = raising_gain(audio, level_db)
     return audio if gain == 1.0 else audio * np.float32(gain)

@@ -62,7 +62,7 @@ from speakerscribe.diarization.clustering import (
     tidy_clusters,
 )
 from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
-from speakerscribe.loudness import MIN_SPEECH_LEVEL_DB, raised_to_level
+from speakerscribe.loudness import raised_to_level
 from speakerscribe.types import SAMPLE_RATE
 
 SPECTRAL_MIN_WINDOWS = 20
@@ -75,7 +75,6 @@ PIPELINE_DIRECTORY = "bundled-diarization"
 DEFAULT_PARAMETERS: dict[str, dict[str, float]] = {
     "clustering": {"merge_threshold": 0.8, "minor_cluster_merge_threshold": 0.5},
     "reassignment": {"purity": 0.7, "change_agreement": 0.3},
-    "input": {"min_speech_level_db": MIN_SPEECH_LEVEL_DB},
 }
 """The tuned values (``load/evaluate_diarization.py --sensitivity`` scores them at ±20%)."""
 
@@ -160,7 +159,6 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         self.batch_size = batch_size
         self.clustering = _ClusteringParameters()
         self.reassignment = _ReassignmentParameters()
-        self.input = _InputParameters()
 
     def to(self, device: torch.device) -> BundledDiarization:
         self._segmentation.to(device)
@@ -304,7 +302,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         audio = np.asarray(waveform[0] if waveform.ndim == 2 else waveform, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         annotation = Annotation(uri=file.get("uri", "audio"))
-        leveled = raised_to_level(audio, self.input.min_speech_level_db)
+        leveled = raised_to_level(audio)  # also for users who call the pipeline directly
         if leveled is not audio:
             audio = leveled
             file = {**file, "waveform": torch.from_numpy(audio)[None]}
@@ -376,16 +374,6 @@ class _ReassignmentParameters(Pipeline):
         super().__init__()
         self.purity = Uniform(0.5, 1.0)
         self.change_agreement = Uniform(0.0, 1.0)
-
-
-class _InputParameters(Pipeline):
-    """The level a quieter recording is raised to first: the segmentation model's input
-    norm gates out chunks under a fixed level, so a quiet recording lost its quieter
-    voices."""
-
-    def __init__(self):
-        super().__init__()
-        self.min_speech_level_db = Uniform(-60.0, -10.0)
 
 
 PIPELINE_CLASS = f"{BundledDiarization.__module__}.{BundledDiarization.__qualname__}"

@@ -263,8 +263,9 @@ def diarize_request(
     finds: the clustering step often gives both local speakers of a short overlap one
     label, so turns alone miss most of it.
     """
+    raised = raised_to_level(audio)  # once: the diarizer and the detector take it as it is
     turns = diarizer(
-        audio,
+        raised,
         num_speakers=options.num_speakers,
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
@@ -280,6 +281,6 @@ def diarize_request(
     if options.detect_overlap:
         found = overlap_regions(turns)
         if overlap_detector is not None:
-            found = merge_regions([*found, *overlap_detector(audio)])
+            found = merge_regions([*found, *overlap_detector(raised)])
         overlaps = found
     return Diarization(turns, overlaps, identified)

@@ -179,7 +179,8 @@ class BatchTranscriber:
         before it (``_reread``). Whisper also closes a window with a lone timestamp
         ("the rest is silence") while a speaker is still to come, as on a radio phone-in
         whose last caller starts after a pause; VAD checks such a tail. A window that falls
-        into a repetition loop is decoded again from the loop's first copy.
+        into a repetition loop is decoded again from the loop's first copy, and speech
+        skipped before a window's first segment is decoded on its own (``_skipped_head``).
         """
         language = options.language or ("en" if not self.is_multilingual else None)
         if language is None:
@@ -191,34 +192,64 @@ class BatchTranscriber:
             language=language,
         )
         fw_options = self._fw_options(tokenizer, options)
-        found: list[list[Segment]] = [[] for _ in pieces]
-        active = [(index, 0) for index in range(len(pieces))]  # (piece, first sample left)
+        # A window is (piece, first sample, end sample or None for the piece's end, the
+        # list its segments go to): a tail continues its window's list, a skipped head
+        # (see ``_skipped_head``) starts one of its own.
+        found: list[list[list[Segment]]] = [[[]] for _ in pieces]
+        active = [(index, 0, None, found[index][0]) for index in range(len(pieces))]
         for _ in range(MAX_PASSES):
             if not active:
                 break
-            windows = [pieces[index][begin:] for index, begin in active]
+            windows = [pieces[index][begin:end] for index, begin, end, _ in active]
             decoded = self._decode_windows(windows, tokenizer, fw_options, options)
             still = []
-            for (index, begin), (segments, seek_s) in zip(active, decoded, strict=True):
+            for (index, begin, end, chain), (segments, seek_s) in zip(
+                active, decoded, strict=True
+            ):
+                stop = pieces[index].shape[0] if end is None else end
                 offset = begin / SAMPLE_RATE
                 for segment in segments:
                     shift_segment(segment, offset)
-                reread = bool(segments and found[index] and is_reread(found[index], segments[0]))
+                if end is None and (head := self._skipped_head(pieces[index], begin, segments)):
+                    found[index].append([])
+                    still.append((index, begin, head, found[index][-1]))
+                reread = bool(segments and chain and is_reread(chain, segments[0]))
                 if segments and not reread:
-                    drop_reread_words(found[index], segments[0])
-                found[index].extend(segments[1:] if reread else segments)
+                    drop_reread_words(chain, segments[0])
+                chain.extend(segments[1:] if reread else segments)
                 following = begin + int(round(seek_s * SAMPLE_RATE))
-                if segments and following >= pieces[index].shape[0]:
-                    following = _resume_at_unheard_speech(pieces[index], segments[-1].end)
-                left = pieces[index].shape[0] - following
+                if segments and following >= stop:
+                    following = _resume_at_unheard_speech(pieces[index][:stop], segments[-1].end)
+                left = stop - following
                 if segments and following > begin and left >= MIN_TAIL_S * SAMPLE_RATE:
-                    still.append((index, following))
+                    still.append((index, following, end, chain))
             active = still
-        for segments in found:
+        for chains in found:
+            segments = sorted(
+                (segment for chain in chains for segment in chain), key=lambda s: s.start
+            )
             keep_word_order(segments)
             for number, segment in enumerate(segments):
                 segment.id = number
             yield PieceTranscript(segments=segments, language=language)
+
+    @staticmethod
+    def _skipped_head(piece: np.ndarray, begin: int, segments: list[Segment]) -> int | None:
+        """Where a window's first segment starts, when Whisper skipped speech before it.
+
+        Left free to start late (see ``_generate``), Whisper sometimes opens a window
+        with its second utterance, and the first is never written; decoded alone, that
+        stretch reads. It is decoded again when it is at least ``MIN_TAIL_S`` long and
+        VAD hears at least ``MIN_TAIL_SPEECH_S`` of speech in it. Returns its end sample.
+        """
+        if not segments:
+            return None
+        head_end = int(round(segments[0].start * SAMPLE_RATE))
+        if head_end - begin < MIN_TAIL_S * SAMPLE_RATE:
+            return None
+        head = piece[begin:head_end]
+        speech = sum(end - start for start, end in speech_intervals(head, level_of=piece))
+        return head_end if speech >= MIN_TAIL_SPEECH_S * SAMPLE_RATE else None
 
     def _decode_windows(
         self,

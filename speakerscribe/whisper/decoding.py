@@ -196,16 +196,16 @@ class BatchTranscriber:
         # list its segments go to): a tail continues its window's list, a skipped head
         # (see ``_skipped_head``) starts one of its own.
         found: list[list[list[Segment]]] = [[[]] for _ in pieces]
-        active = [(index, 0, None, found[index][0]) for index in range(len(pieces))]
+        active: list[tuple[int, int, int | None, list[Segment]]] = [
+            (index, 0, None, found[index][0]) for index in range(len(pieces))
+        ]
         for _ in range(MAX_PASSES):
             if not active:
                 break
             windows = [pieces[index][begin:end] for index, begin, end, _ in active]
             decoded = self._decode_windows(windows, tokenizer, fw_options, options)
-            still = []
-            for (index, begin, end, chain), (segments, seek_s) in zip(
-                active, decoded, strict=True
-            ):
+            still: list[tuple[int, int, int | None, list[Segment]]] = []
+            for (index, begin, end, chain), (segments, seek_s) in zip(active, decoded, strict=True):
                 stop = pieces[index].shape[0] if end is None else end
                 offset = begin / SAMPLE_RATE
                 for segment in segments:

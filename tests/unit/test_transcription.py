@@ -185,7 +185,6 @@ def test_speech_after_a_window_closed_as_silent_is_decoded(transcriber, testdata
     assert "pension" in " ".join(s.text for s in result.segments[1:]).lower()
 
 
-
 def test_speech_skipped_before_the_first_segment_is_decoded(transcriber, testdata):
     """libri_6spk's last piece (74.29 s to the end): Whisper opens it at 3.8 s with the
     second sentence; the first (a 3.5 s turn from 0.7 s, "Then said the eunuch…") was
@@ -200,6 +199,7 @@ def test_speech_skipped_before_the_first_segment_is_decoded(transcriber, testdat
     starts = [s.start for s in result.segments]
     assert starts == sorted(starts) and [s.id for s in result.segments] == list(range(len(starts)))
     assert "notice" in " ".join(s.text for s in result.segments[1:3]).lower()
+
 
 def test_the_first_timestamp_may_fall_anywhere_in_the_window(transcriber, pieces, monkeypatch):
     """Pieces start in a pause, so the first timestamp is not held to the first second."""

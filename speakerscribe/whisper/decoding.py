@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import ctranslate2
 import numpy as np
@@ -64,6 +64,34 @@ def _resume_at_unheard_speech(piece: np.ndarray, last_end_s: float) -> int:
         return piece.shape[0]
     speech = sum(end - begin for begin, end in speech_intervals(tail, level_of=piece))
     return start if speech >= MIN_TAIL_SPEECH_S * SAMPLE_RATE else piece.shape[0]
+
+
+@dataclass
+class _Window:
+    """A stretch of a piece to decode: a tail continues its window's chain of segments,
+    a skipped head (``BatchTranscriber._skipped_head``) starts a chain of its own."""
+
+    piece: int
+    begin: int  # first sample
+    end: int | None  # end sample, ``None`` for the piece's end
+    chain: list[Segment]
+    is_head: bool = False
+
+
+def joined_chains(chains: list[list[Segment]]) -> list[Segment]:
+    """A piece's segments in order of time; a head's chain comes first of them, and the
+    segment after a head loses the words the head has just read (over the same audio)."""
+    segments = sorted((segment for chain in chains for segment in chain), key=lambda s: s.start)
+    for head in chains[1:]:
+        if not head:
+            continue
+        at = next(i for i, segment in enumerate(segments) if segment is head[-1]) + 1
+        if at < len(segments) and all(segments[at] is not own for own in head):
+            if is_reread(head, segments[at]):
+                del segments[at]
+            else:
+                drop_reread_words(head, segments[at])
+    return segments
 
 
 class BatchTranscriber:
@@ -192,59 +220,54 @@ class BatchTranscriber:
             language=language,
         )
         fw_options = self._fw_options(tokenizer, options)
-        # A window is (piece, first sample, end sample or None for the piece's end, the
-        # list its segments go to): a tail continues its window's list, a skipped head
-        # (see ``_skipped_head``) starts one of its own.
-        found: list[list[list[Segment]]] = [[[]] for _ in pieces]
-        active: list[tuple[int, int, int | None, list[Segment]]] = [
-            (index, 0, None, found[index][0]) for index in range(len(pieces))
-        ]
+        found: list[list[list[Segment]]] = [[[]] for _ in pieces]  # per piece, its chains
+        active = [_Window(index, 0, None, found[index][0]) for index in range(len(pieces))]
         for _ in range(MAX_PASSES):
             if not active:
                 break
-            windows = [pieces[index][begin:end] for index, begin, end, _ in active]
+            windows = [pieces[w.piece][w.begin : w.end] for w in active]
             decoded = self._decode_windows(windows, tokenizer, fw_options, options)
-            still: list[tuple[int, int, int | None, list[Segment]]] = []
-            for (index, begin, end, chain), (segments, seek_s) in zip(active, decoded, strict=True):
-                stop = pieces[index].shape[0] if end is None else end
-                offset = begin / SAMPLE_RATE
+            still: list[_Window] = []
+            for window, (segments, seek_s) in zip(active, decoded, strict=True):
+                piece, chain = pieces[window.piece], window.chain
+                stop = piece.shape[0] if window.end is None else window.end
                 for segment in segments:
-                    shift_segment(segment, offset)
-                if end is None and (head := self._skipped_head(pieces[index], begin, segments)):
-                    found[index].append([])
-                    still.append((index, begin, head, found[index][-1]))
+                    shift_segment(segment, window.begin / SAMPLE_RATE)
                 reread = bool(segments and chain and is_reread(chain, segments[0]))
                 if segments and not reread:
                     drop_reread_words(chain, segments[0])
-                chain.extend(segments[1:] if reread else segments)
-                following = begin + int(round(seek_s * SAMPLE_RATE))
+                kept = segments[1:] if reread else segments
+                chain.extend(kept)
+                if not window.is_head and kept:
+                    if head := self._skipped_head(piece, window.begin, kept[0]):
+                        found[window.piece].append([])
+                        chain_of_head = found[window.piece][-1]
+                        still.append(_Window(window.piece, window.begin, head, chain_of_head, True))
+                following = window.begin + int(round(seek_s * SAMPLE_RATE))
                 if segments and following >= stop:
-                    following = _resume_at_unheard_speech(pieces[index][:stop], segments[-1].end)
+                    following = _resume_at_unheard_speech(piece[:stop], segments[-1].end)
                 left = stop - following
-                if segments and following > begin and left >= MIN_TAIL_S * SAMPLE_RATE:
-                    still.append((index, following, end, chain))
+                if segments and following > window.begin and left >= MIN_TAIL_S * SAMPLE_RATE:
+                    still.append(replace(window, begin=following))
             active = still
         for chains in found:
-            segments = sorted(
-                (segment for chain in chains for segment in chain), key=lambda s: s.start
-            )
+            segments = joined_chains(chains)
             keep_word_order(segments)
             for number, segment in enumerate(segments):
                 segment.id = number
             yield PieceTranscript(segments=segments, language=language)
 
     @staticmethod
-    def _skipped_head(piece: np.ndarray, begin: int, segments: list[Segment]) -> int | None:
+    def _skipped_head(piece: np.ndarray, begin: int, first: Segment) -> int | None:
         """Where a window's first segment starts, when Whisper skipped speech before it.
 
         Left free to start late (see ``_generate``), Whisper sometimes opens a window
         with its second utterance, and the first is never written; decoded alone, that
         stretch reads. It is decoded again when it is at least ``MIN_TAIL_S`` long and
-        VAD hears at least ``MIN_TAIL_SPEECH_S`` of speech in it. Returns its end sample.
+        VAD hears at least ``MIN_TAIL_SPEECH_S`` of speech in it (``first`` is the
+        window's first segment, in piece time). Returns the stretch's end sample.
         """
-        if not segments:
-            return None
-        head_end = int(round(segments[0].start * SAMPLE_RATE))
+        head_end = int(round(first.start * SAMPLE_RATE))
         if head_end - begin < MIN_TAIL_S * SAMPLE_RATE:
             return None
         head = piece[begin:head_end]

@@ -201,6 +201,34 @@ def test_speech_skipped_before_the_first_segment_is_decoded(transcriber, testdat
     assert "notice" in " ".join(s.text for s in result.segments[1:3]).lower()
 
 
+def test_the_segment_after_a_skipped_head_does_not_read_it_again():
+    from speakerscribe.types import Segment, Word
+    from speakerscribe.whisper.decoding import joined_chains
+
+    def said(start: float, *words: str) -> Segment:
+        timed = [Word(f" {w}", start + 0.3 * i, start + 0.3 * (i + 1)) for i, w in enumerate(words)]
+        return Segment(0, 0, start, timed[-1].end, "".join(w.word for w in timed), words=timed)
+
+    later = said(4.0, "he", "should", "notice")
+    head = [said(0.7, "then", "said", "the", "eunuch"), said(2.5, "he", "should")]
+    main = [said(2.9, "he", "should", "notice", "it"), later]
+    segments = joined_chains([main, head])
+    assert [s.text for s in segments] == [
+        " then said the eunuch",
+        " he should",
+        " notice it",  # read again over the head's audio: dropped
+        " he should notice",  # said again, later: kept
+    ]
+    again = [said(2.5, "he", "should"), later]
+    assert [
+        s.text for s in joined_chains([again, [said(0.7, "then"), said(2.4, "he", "should")]])
+    ] == [
+        " then",
+        " he should",
+        " he should notice",
+    ]
+
+
 def test_the_first_timestamp_may_fall_anywhere_in_the_window(transcriber, pieces, monkeypatch):
     """Pieces start in a pause, so the first timestamp is not held to the first second."""
     calls = []

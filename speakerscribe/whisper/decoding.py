@@ -79,19 +79,33 @@ class _Window:
 
 
 def joined_chains(chains: list[list[Segment]]) -> list[Segment]:
-    """A piece's segments in order of time; a head's chain comes first of them, and the
-    segment after a head loses the words the head has just read (over the same audio)."""
+    """A piece's segments in order of time, the chains of skipped heads among them; where
+    a head meets the text on either side of it, words read twice over the same audio
+    are kept once (as on a tail's edge: ``is_reread``, ``drop_reread_words``)."""
     segments = sorted((segment for chain in chains for segment in chain), key=lambda s: s.start)
     for head in chains[1:]:
         if not head:
             continue
-        at = next(i for i, segment in enumerate(segments) if segment is head[-1]) + 1
-        if at < len(segments) and all(segments[at] is not own for own in head):
-            if is_reread(head, segments[at]):
-                del segments[at]
+        first = _position(segments, head[0])
+        if first > 0:
+            if is_reread(segments[:first], head[0]):
+                del segments[first]
+                head = head[1:]
+                if not head:
+                    continue
             else:
-                drop_reread_words(head, segments[at])
+                drop_reread_words(segments[:first], head[0])
+        after = _position(segments, head[-1]) + 1
+        if after < len(segments) and all(segments[after] is not own for own in head):
+            if is_reread(head, segments[after]):
+                del segments[after]
+            else:
+                drop_reread_words(head, segments[after])
     return segments
+
+
+def _position(segments: list[Segment], segment: Segment) -> int:
+    return next(i for i, candidate in enumerate(segments) if candidate is segment)
 
 
 class BatchTranscriber:

@@ -229,6 +229,25 @@ def test_the_segment_after_a_skipped_head_does_not_read_it_again():
     ]
 
 
+def test_a_skipped_head_after_a_tail_does_not_read_its_last_words_again():
+    from speakerscribe.types import Segment, Word
+    from speakerscribe.whisper.decoding import joined_chains
+
+    def said(start: float, *words: str) -> Segment:
+        timed = [Word(f" {w}", start + 0.3 * i, start + 0.3 * (i + 1)) for i, w in enumerate(words)]
+        return Segment(0, 0, start, timed[-1].end, "".join(w.word for w in timed), words=timed)
+
+    main = [said(10.0, "so", "what", "kind", "of", "thing"), said(14.0, "later", "on")]
+    head = [said(11.3, "of", "thing", "I", "don't")]
+    assert [s.text for s in joined_chains([main, head])] == [
+        " so what kind of thing",
+        " I don't",
+        " later on",
+    ]
+    whole = [said(11.2, "of", "thing")]
+    assert [s.text for s in joined_chains([main, whole])] == [" so what kind of thing", " later on"]
+
+
 def test_the_first_timestamp_may_fall_anywhere_in_the_window(transcriber, pieces, monkeypatch):
     """Pieces start in a pause, so the first timestamp is not held to the first second."""
     calls = []

@@ -55,52 +55,62 @@ MIN_TAIL_SPEECH_S = 0.5
 timestamp) for it to be decoded again."""
 
 
+def _unread_speech(piece: np.ndarray, start: int, end: int) -> bool:
+    """Whether ``piece[start:end]``, which Whisper wrote nothing for, is worth decoding
+    again: at least ``MIN_TAIL_S`` long, with at least ``MIN_TAIL_SPEECH_S`` VAD hears."""
+    if end - start < MIN_TAIL_S * SAMPLE_RATE:
+        return False
+    heard = speech_intervals(piece[start:end], level_of=piece)
+    return sum(b - a for a, b in heard) >= MIN_TAIL_SPEECH_S * SAMPLE_RATE
+
+
 def _resume_at_unheard_speech(piece: np.ndarray, last_end_s: float) -> int:
     """Where to decode again when Whisper called everything after ``last_end_s`` silence:
     there, if VAD hears speech in that tail, else the piece's end (nothing to decode)."""
     start = int(round(last_end_s * SAMPLE_RATE))
-    tail = piece[start:]
-    if tail.shape[0] < MIN_TAIL_S * SAMPLE_RATE:
-        return piece.shape[0]
-    speech = sum(end - begin for begin, end in speech_intervals(tail, level_of=piece))
-    return start if speech >= MIN_TAIL_SPEECH_S * SAMPLE_RATE else piece.shape[0]
+    return start if _unread_speech(piece, start, piece.shape[0]) else piece.shape[0]
+
+
+def _reads_again(before: list[Segment], segment: Segment) -> bool:
+    """The rule where two passes meet: ``True`` when ``segment`` only reads again the
+    words that end ``before`` (drop it); otherwise its first words that do are dropped,
+    in place."""
+    if is_reread(before, segment):
+        return True
+    drop_reread_words(before, segment)
+    return False
 
 
 @dataclass
 class _Window:
-    """A stretch of a piece to decode: a tail continues its window's chain of segments,
-    a skipped head (``BatchTranscriber._skipped_head``) starts a chain of its own."""
+    """A stretch of a piece to decode: a tail continues its window's chain of segments;
+    a skipped head (``BatchTranscriber._skipped_head``), the only kind with an ``end``,
+    starts a chain of its own."""
 
     piece: int
     begin: int  # first sample
     end: int | None  # end sample, ``None`` for the piece's end
     chain: list[Segment]
-    is_head: bool = False
 
 
 def joined_chains(chains: list[list[Segment]]) -> list[Segment]:
     """A piece's segments in order of time, the chains of skipped heads among them; where
     a head meets the text on either side of it, words read twice over the same audio
-    are kept once (as on a tail's edge: ``is_reread``, ``drop_reread_words``)."""
+    are kept once, as where a tail meets its chain (``_reads_again``)."""
     segments = sorted((segment for chain in chains for segment in chain), key=lambda s: s.start)
     for head in chains[1:]:
         if not head:
             continue
         first = _position(segments, head[0])
-        if first > 0:
-            if is_reread(segments[:first], head[0]):
-                del segments[first]
-                head = head[1:]
-                if not head:
-                    continue
-            else:
-                drop_reread_words(segments[:first], head[0])
+        if first > 0 and _reads_again(segments[:first], head[0]):
+            del segments[first]
+            head = head[1:]
+            if not head:
+                continue
         after = _position(segments, head[-1]) + 1
         if after < len(segments) and all(segments[after] is not own for own in head):
-            if is_reread(head, segments[after]):
+            if _reads_again(head, segments[after]):
                 del segments[after]
-            else:
-                drop_reread_words(head, segments[after])
     return segments
 
 
@@ -247,16 +257,15 @@ class BatchTranscriber:
                 stop = piece.shape[0] if window.end is None else window.end
                 for segment in segments:
                     shift_segment(segment, window.begin / SAMPLE_RATE)
-                reread = bool(segments and chain and is_reread(chain, segments[0]))
-                if segments and not reread:
-                    drop_reread_words(chain, segments[0])
+                reread = bool(segments and chain and _reads_again(chain, segments[0]))
                 kept = segments[1:] if reread else segments
                 chain.extend(kept)
-                if not window.is_head and kept:
+                if window.end is None and kept:  # a head is not searched for a head
                     if head := self._skipped_head(piece, window.begin, kept[0]):
                         found[window.piece].append([])
-                        chain_of_head = found[window.piece][-1]
-                        still.append(_Window(window.piece, window.begin, head, chain_of_head, True))
+                        still.append(
+                            _Window(window.piece, window.begin, head, found[window.piece][-1])
+                        )
                 following = window.begin + int(round(seek_s * SAMPLE_RATE))
                 if segments and following >= stop:
                     following = _resume_at_unheard_speech(piece[:stop], segments[-1].end)
@@ -277,16 +286,11 @@ class BatchTranscriber:
 
         Left free to start late (see ``_generate``), Whisper sometimes opens a window
         with its second utterance, and the first is never written; decoded alone, that
-        stretch reads. It is decoded again when it is at least ``MIN_TAIL_S`` long and
-        VAD hears at least ``MIN_TAIL_SPEECH_S`` of speech in it (``first`` is the
-        window's first segment, in piece time). Returns the stretch's end sample.
+        stretch reads. It is decoded again on the tail's terms (``_unread_speech``);
+        ``first`` is the window's first segment, in piece time. Returns the end sample.
         """
         head_end = int(round(first.start * SAMPLE_RATE))
-        if head_end - begin < MIN_TAIL_S * SAMPLE_RATE:
-            return None
-        head = piece[begin:head_end]
-        speech = sum(end - start for start, end in speech_intervals(head, level_of=piece))
-        return head_end if speech >= MIN_TAIL_SPEECH_S * SAMPLE_RATE else None
+        return head_end if _unread_speech(piece, begin, head_end) else None
 
     def _decode_windows(
         self,

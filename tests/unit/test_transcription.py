@@ -8,8 +8,8 @@ import pytest
 
 from speakerscribe.audio import decode_audio_bytes
 from speakerscribe.errors import ModelFailureError
-from speakerscribe.types import SAMPLE_RATE
-from speakerscribe.whisper.decoding import BatchTranscriber
+from speakerscribe.types import SAMPLE_RATE, Segment, Word
+from speakerscribe.whisper.decoding import BatchTranscriber, joined_chains
 from speakerscribe.whisper.loading import load_whisper_model, resolve_compute_type
 from speakerscribe.whisper.options import DecodeOptions
 from tools.scoring import read_stm_text, word_error_rate
@@ -201,17 +201,16 @@ def test_speech_skipped_before_the_first_segment_is_decoded(transcriber, testdat
     assert "notice" in " ".join(s.text for s in result.segments[1:3]).lower()
 
 
+def _said(start: float, *words: str) -> Segment:
+    """A segment of ``words``, 0.3 s each from ``start``."""
+    timed = [Word(f" {w}", start + 0.3 * i, start + 0.3 * (i + 1)) for i, w in enumerate(words)]
+    return Segment(0, 0, start, timed[-1].end, "".join(w.word for w in timed), words=timed)
+
+
 def test_the_segment_after_a_skipped_head_does_not_read_it_again():
-    from speakerscribe.types import Segment, Word
-    from speakerscribe.whisper.decoding import joined_chains
-
-    def said(start: float, *words: str) -> Segment:
-        timed = [Word(f" {w}", start + 0.3 * i, start + 0.3 * (i + 1)) for i, w in enumerate(words)]
-        return Segment(0, 0, start, timed[-1].end, "".join(w.word for w in timed), words=timed)
-
-    later = said(4.0, "he", "should", "notice")
-    head = [said(0.7, "then", "said", "the", "eunuch"), said(2.5, "he", "should")]
-    main = [said(2.9, "he", "should", "notice", "it"), later]
+    later = _said(4.0, "he", "should", "notice")
+    head = [_said(0.7, "then", "said", "the", "eunuch"), _said(2.5, "he", "should")]
+    main = [_said(2.9, "he", "should", "notice", "it"), later]
     segments = joined_chains([main, head])
     assert [s.text for s in segments] == [
         " then said the eunuch",
@@ -219,9 +218,9 @@ def test_the_segment_after_a_skipped_head_does_not_read_it_again():
         " notice it",  # read again over the head's audio: dropped
         " he should notice",  # said again, later: kept
     ]
-    again = [said(2.5, "he", "should"), later]
+    again = [_said(2.5, "he", "should"), later]
     assert [
-        s.text for s in joined_chains([again, [said(0.7, "then"), said(2.4, "he", "should")]])
+        s.text for s in joined_chains([again, [_said(0.7, "then"), _said(2.4, "he", "should")]])
     ] == [
         " then",
         " he should",
@@ -230,21 +229,14 @@ def test_the_segment_after_a_skipped_head_does_not_read_it_again():
 
 
 def test_a_skipped_head_after_a_tail_does_not_read_its_last_words_again():
-    from speakerscribe.types import Segment, Word
-    from speakerscribe.whisper.decoding import joined_chains
-
-    def said(start: float, *words: str) -> Segment:
-        timed = [Word(f" {w}", start + 0.3 * i, start + 0.3 * (i + 1)) for i, w in enumerate(words)]
-        return Segment(0, 0, start, timed[-1].end, "".join(w.word for w in timed), words=timed)
-
-    main = [said(10.0, "so", "what", "kind", "of", "thing"), said(14.0, "later", "on")]
-    head = [said(11.3, "of", "thing", "I", "don't")]
+    main = [_said(10.0, "so", "what", "kind", "of", "thing"), _said(14.0, "later", "on")]
+    head = [_said(11.3, "of", "thing", "I", "don't")]
     assert [s.text for s in joined_chains([main, head])] == [
         " so what kind of thing",
         " I don't",
         " later on",
     ]
-    whole = [said(11.2, "of", "thing")]
+    whole = [_said(11.2, "of", "thing")]
     assert [s.text for s in joined_chains([main, whole])] == [" so what kind of thing", " later on"]
 
 

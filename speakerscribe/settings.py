@@ -67,7 +67,10 @@ class Settings(BaseSettings):
         "auto", description="CTranslate2 compute type; auto picks float16 on GPU, int8 on CPU."
     )
     whisper_cpu_threads: int = Field(
-        0, ge=0, description="CTranslate2 threads on CPU; 0: the machine's cores, at most 4."
+        0,
+        ge=0,
+        description="CTranslate2 threads per worker on CPU; 0: the machine's cores shared "
+        "out among the workers, at most 4 each",
     )
     whisper_workers: int = Field(
         0,

@@ -21,19 +21,31 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 
 
 def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
-    """0 → one CTranslate2 worker on a GPU; on a CPU enough to fill the cores, at least two.
+    """0 → one CTranslate2 worker on a GPU; on a CPU one per 4 cores, at least two.
 
     A batch is split across the workers (``BatchTranscriber``). On a CPU a small decoder
-    step scales badly over threads, so two calls side by side on 2 threads each beat one
-    call of twice the size (``load/bench_batching.py``); a lone piece still gets all
-    ``cpu_threads``. On a GPU one call of the whole batch is what batching is for.
+    step scales badly over threads, so two calls side by side beat one call of twice the
+    size (``load/bench_batching.py``). On a GPU one call of the whole batch is what
+    batching is for.
     """
     if workers > 0:
         return workers
     if device == "cuda":
         return 1
     cores = machine_cores()
-    return 1 if cores < 2 else max(2, min(8, cores // resolve_cpu_threads(cpu_threads)))
+    return 1 if cores < 2 else max(2, min(8, cores // (cpu_threads or 4)))
+
+
+def resolve_whisper_threads(cpu_threads: int, device: str, workers: int) -> int:
+    """0 → on a CPU the cores shared out among the workers, at most 4 each.
+
+    Workers that together ask for more threads than there are cores wait on each other:
+    OpenMP threads spin for a core that another worker holds (``load/bench_pipeline.py``
+    with ``SPEAKERSCRIBE_WHISPER_CPU_THREADS``).
+    """
+    if cpu_threads > 0 or device == "cuda":
+        return resolve_cpu_threads(cpu_threads)
+    return max(1, min(4, machine_cores() // workers))
 
 
 def load_whisper_model(
@@ -51,7 +63,8 @@ def load_whisper_model(
     (the shared model cache) the first time, as faster-whisper does.
     """
     device = whisper_device(device)
-    threads = resolve_cpu_threads(cpu_threads)
+    workers = resolve_workers(workers, device, cpu_threads)
+    threads = resolve_whisper_threads(cpu_threads, device, workers)
     source = str(whisper_tiny_en_path()) if is_bundled(model) else model
     is_local = Path(source).expanduser().is_dir()
     if not is_local and os.sep in source and not source.count("/") == 1:
@@ -61,7 +74,7 @@ def load_whisper_model(
         device=device,
         compute_type=resolve_compute_type(compute_type, device),
         cpu_threads=threads,
-        num_workers=resolve_workers(workers, device, threads),
+        num_workers=workers,
         download_root=str(download_root) if download_root and not is_local else None,
         local_files_only=is_local,
     )

@@ -227,3 +227,16 @@ def test_whisper_workers_fill_a_cpu_and_stay_one_on_a_gpu(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert resolve_workers(0, "cpu", 0) == 1
     assert resolve_workers(3, "cuda", 0) == 3
+
+
+def test_whisper_workers_together_never_ask_for_more_threads_than_cores(monkeypatch):
+    """Two 2-thread workers on 2 cores spin for each other's core: 1 thread each."""
+    from speakerscribe.whisper.loading import resolve_whisper_threads, resolve_workers
+
+    for cores, threads in [(1, 1), (2, 1), (4, 2), (8, 4), (16, 4), (64, 4)]:
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        workers = resolve_workers(0, "cpu", 0)
+        assert resolve_whisper_threads(0, "cpu", workers) == threads
+        assert workers * threads <= cores
+    assert resolve_whisper_threads(3, "cpu", 2) == 3  # an explicit setting is kept
+    assert resolve_whisper_threads(0, "cuda", 1) == 4  # the CPU side of a GPU model

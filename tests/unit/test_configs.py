@@ -220,10 +220,10 @@ def test_whisper_workers_fill_a_cpu_and_stay_one_on_a_gpu(monkeypatch):
     from speakerscribe.whisper.loading import resolve_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    assert resolve_workers(0, "cpu", 0) == 2  # two 2-thread workers: measured faster than one
+    assert resolve_workers(0, "cpu", 0) == 2  # two 1-thread workers: measured faster than one of 2
     assert resolve_workers(0, "cuda", 0) == 1
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
-    assert resolve_workers(0, "cpu", 0) == 4  # 4 threads each
+    assert resolve_workers(0, "cpu", 0) == 4  # 4 threads each (resolve_whisper_threads)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert resolve_workers(0, "cpu", 0) == 1
     assert resolve_workers(3, "cuda", 0) == 3

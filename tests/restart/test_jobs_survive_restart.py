@@ -38,11 +38,16 @@ def wav(audio: np.ndarray) -> bytes:
 
 
 def long_conversation(testdata) -> bytes:
-    """About 8 minutes: the shared recordings back to back, then most of them again."""
+    """About 13 minutes: the shared recordings twice, then most of them again.
+
+    Long enough that what is left at the stop takes longer than Serve's graceful
+    shutdown, during which the job keeps running: a job that finishes there is never
+    interrupted, and there is nothing to resume.
+    """
     from speakerscribe.audio import decode_audio_bytes
 
     clips = [decode_audio_bytes((testdata / name).read_bytes()) for name in LONG_FILES]
-    audio = np.concatenate(clips + clips[:3])
+    audio = np.concatenate(clips * 2 + clips[:3])
     return wav(audio)
 
 

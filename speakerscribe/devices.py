@@ -12,8 +12,12 @@ def machine_cores() -> int:
     return os.cpu_count() or 1  # macOS, Windows
 
 
+MAX_CPU_THREADS = 4
+"""Threads one model call gets when the settings leave it to us: faster-whisper's own cap."""
+
+
 def resolve_cpu_threads(cpu_threads: int) -> int:
-    """0 → this machine's cores, at most 4: faster-whisper's own default.
+    """0 → this machine's cores, at most ``MAX_CPU_THREADS``.
 
     Inside a Ray actor OMP_NUM_THREADS is ceil(num_cpus), 1 for a fractional replica, and
     CTranslate2 and torch follow it when not told otherwise: a replica would use one core
@@ -21,7 +25,7 @@ def resolve_cpu_threads(cpu_threads: int) -> int:
     """
     if cpu_threads > 0:
         return cpu_threads
-    return max(1, min(4, machine_cores()))
+    return max(1, min(MAX_CPU_THREADS, machine_cores()))
 
 
 def use_torch_cpu_threads(device: str, cpu_threads: int) -> None:

@@ -9,7 +9,12 @@ from pathlib import Path
 from faster_whisper import WhisperModel
 
 from speakerscribe.bundled_models import is_bundled, whisper_tiny_en_path
-from speakerscribe.devices import machine_cores, resolve_cpu_threads, whisper_device
+from speakerscribe.devices import (
+    MAX_CPU_THREADS,
+    machine_cores,
+    resolve_cpu_threads,
+    whisper_device,
+)
 from speakerscribe.errors import ModelNotFoundError
 
 
@@ -21,7 +26,8 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 
 
 def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
-    """0 → one CTranslate2 worker on a GPU; on a CPU one per 4 cores, at least two.
+    """0 → one CTranslate2 worker on a GPU; on a CPU one per ``MAX_CPU_THREADS`` cores, at least
+    two.
 
     A batch is split across the workers (``BatchTranscriber``). On a CPU a small decoder
     step scales badly over threads, so two calls side by side beat one call of twice the
@@ -33,11 +39,11 @@ def resolve_workers(workers: int, device: str, cpu_threads: int) -> int:
     if device == "cuda":
         return 1
     cores = machine_cores()
-    return 1 if cores < 2 else max(2, min(8, cores // (cpu_threads or 4)))
+    return 1 if cores < 2 else max(2, min(8, cores // (cpu_threads or MAX_CPU_THREADS)))
 
 
 def resolve_whisper_threads(cpu_threads: int, device: str, workers: int) -> int:
-    """0 → on a CPU the cores shared out among the workers, at most 4 each.
+    """0 → on a CPU the cores shared out among the workers, at most ``MAX_CPU_THREADS`` each.
 
     Workers that together ask for more threads than there are cores wait on each other:
     OpenMP threads spin for a core that another worker holds (``load/bench_pipeline.py``
@@ -45,7 +51,7 @@ def resolve_whisper_threads(cpu_threads: int, device: str, workers: int) -> int:
     """
     if cpu_threads > 0 or device == "cuda":
         return resolve_cpu_threads(cpu_threads)
-    return max(1, min(4, machine_cores() // workers))
+    return max(1, min(MAX_CPU_THREADS, machine_cores() // workers))
 
 
 def load_whisper_model(

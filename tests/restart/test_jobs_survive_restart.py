@@ -38,7 +38,7 @@ def wav(audio: np.ndarray) -> bytes:
 
 
 def long_conversation(testdata) -> bytes:
-    """About 13 minutes: the shared recordings twice, then most of them again.
+    """About 16 minutes: the shared recordings twice, then the first three again.
 
     Long enough that what is left at the stop takes longer than Serve's graceful
     shutdown, during which the job keeps running: a job that finishes there is never

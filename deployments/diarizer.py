@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from ray import serve
 
-from speakerscribe.devices import torch_device, use_torch_cpu_threads
+from speakerscribe.devices import torch_device
 from speakerscribe.diarization.diarizer import diarize_request, load_diarizer, segmentation_model
 from speakerscribe.diarization.overlap import OverlapDetector
 from speakerscribe.memory import start_heap_trimmer
@@ -23,12 +23,12 @@ class Diarizer:
         self.settings = settings
         start_heap_trimmer(settings.heap_trim_interval_s)
         device = torch_device(settings.device)
-        use_torch_cpu_threads(device, settings.cpu_threads)
         self.model = load_diarizer(
             settings.pipeline,
             token=settings.hf_token,
             cache_dir=settings.model_cache_dir,
             device=device,
+            cpu_threads=settings.cpu_threads,
         )
         segmentation = segmentation_model(self.model)
         self.overlap_detector = (

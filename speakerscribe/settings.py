@@ -110,8 +110,9 @@ class Settings(BaseSettings):
     diarization_cpu_threads: int = Field(
         0,
         ge=0,
-        description="torch threads of a Diarizer replica on CPU; 0: the machine's "
-        "cores, at most 4 (not Ray's one thread for a fractional replica)",
+        description="threads of a Diarizer replica on CPU; 0: the machine's cores, at most "
+        "4 (not Ray's one thread for a fractional replica). The bundled diarizer splits its "
+        "batches over them, one torch thread each; other pipelines get them as torch threads",
     )
     max_speakers_limit: int = Field(20, ge=1, le=100, description="largest speaker count accepted")
     known_speaker_threshold: float = Field(

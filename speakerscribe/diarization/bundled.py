@@ -62,6 +62,7 @@ from speakerscribe.diarization.clustering import (
     tidy_clusters,
 )
 from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
+from speakerscribe.diarization.sub_batches import SubBatches
 from speakerscribe.loudness import raised_to_level
 from speakerscribe.types import SAMPLE_RATE
 
@@ -102,6 +103,15 @@ def speech_windows(
     return windows
 
 
+class SubBatchedInference(Inference):
+    """pyannote's sliding-window inference, each batch run as ``SubBatches``."""
+
+    sub_batches = SubBatches(1)
+
+    def infer(self, chunks: torch.Tensor) -> np.ndarray:
+        return self.sub_batches.run(super().infer, chunks)
+
+
 class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
     """Segmentation + CAM++ windows + spectral clustering; see the module docstring."""
 
@@ -140,7 +150,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         if isinstance(specifications, tuple):  # multi-task models: the first task segments
             specifications = specifications[0]
         duration = specifications.duration
-        self._segmentation = Inference(
+        self._segmentation = SubBatchedInference(
             model.eval(),
             duration=duration,
             step=segmentation_step * duration,
@@ -164,6 +174,13 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         self._segmentation.to(device)
         self._embedding.to(device)
         return self
+
+    def use_cpu_workers(self, workers: int) -> None:
+        """Segmentation chunks and CAM++ windows computed on ``workers`` threads, each on
+        one torch thread (``speakerscribe.diarization.sub_batches`` says why)."""
+        batches = SubBatches(workers)
+        self._segmentation.sub_batches = batches
+        self._embedding.sub_batches = batches
 
     def default_parameters(self) -> dict[str, Any]:
         return {section: dict(values) for section, values in DEFAULT_PARAMETERS.items()}

@@ -12,6 +12,7 @@ import torch
 import torchaudio
 
 from speakerscribe.bundled_models import BundledModelMissing, existing_model_file
+from speakerscribe.diarization.sub_batches import SubBatches
 from speakerscribe.types import SAMPLE_RATE
 
 
@@ -27,6 +28,8 @@ class CAMPPlusEmbedding:
 
     dimension = 192
     metric = "cosine"
+    sub_batches = SubBatches(1)
+    """How ``embed_windows`` runs a batch; the pipeline sets workers (``use_cpu_workers``)."""
 
     def __init__(self, weights: Path, architecture: Path, device: torch.device | None = None):
         module_name = "speakerscribe_campplus_architecture"
@@ -84,5 +87,5 @@ class CAMPPlusEmbedding:
         for indices in by_length.values():
             for first in range(0, len(indices), batch_size):
                 part = indices[first : first + batch_size]
-                rows[part] = self.embed_features([features[i] for i in part])
+                rows[part] = self.sub_batches.run(self.embed_features, [features[i] for i in part])
         return rows

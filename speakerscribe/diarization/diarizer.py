@@ -30,6 +30,7 @@ from pyannote.audio import Model, Pipeline
 from pyannote.core import Annotation
 
 from speakerscribe.bundled_models import DEFAULT_MODEL_CACHE, BundledModelMissing, is_bundled
+from speakerscribe.devices import resolve_cpu_threads
 from speakerscribe.diarization.bundled import PIPELINE_CLASS, PIPELINE_DIRECTORY
 from speakerscribe.diarization.known_speakers import identify_speakers, name_turns
 from speakerscribe.diarization.overlap import merge_regions, overlap_regions
@@ -202,6 +203,22 @@ class PyannotePipelineDiarizer:
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return embed_clip(self.pipeline, audio, self.device)
 
+    def use_cpu_threads(self, cpu_threads: int) -> None:
+        """On CPU, compute on ``resolve_cpu_threads(cpu_threads)`` threads (torch's setting
+        is the process's). A pipeline that can split its batches over threads (the
+        bundled one) gets that many workers of one torch thread each; any other pipeline
+        gets that many torch intra-op threads. On a GPU nothing changes.
+        """
+        if self.device.type != "cpu":
+            return
+        threads = resolve_cpu_threads(cpu_threads)
+        use_cpu_workers = getattr(self.pipeline, "use_cpu_workers", None)
+        if use_cpu_workers is None:
+            torch.set_num_threads(threads)
+            return
+        torch.set_num_threads(1)
+        use_cpu_workers(threads)
+
 
 def bundled_pipeline_directory(cache_dir: str | Path | None = None) -> Path:
     """Where ``make models`` writes the bundled pipeline's ``config.yaml``."""
@@ -216,11 +233,13 @@ def load_diarizer(
     token: str | None = None,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
-) -> Diarizer:
+    cpu_threads: int = 0,
+) -> PyannotePipelineDiarizer:
     """``None``/``"bundled"`` → the bundled offline pipeline; else a pyannote pipeline.
 
     For the bundled pipeline ``cache_dir`` is the speakerscribe model cache (where
-    ``make models`` put it); for a hub pipeline it is the Hugging Face cache.
+    ``make models`` put it); for a hub pipeline it is the Hugging Face cache. On CPU
+    it computes on ``cpu_threads`` (``PyannotePipelineDiarizer.use_cpu_threads``).
     """
     if source is None or is_bundled(source):
         directory = bundled_pipeline_directory(cache_dir)
@@ -233,13 +252,16 @@ def load_diarizer(
             raise BundledModelMissing(
                 f"{config} was written by an older release; run `make models` to rewrite it"
             )
-        return PyannotePipelineDiarizer.from_pretrained(str(directory), device=device)
-    return PyannotePipelineDiarizer.from_pretrained(
-        source,
-        token=token,
-        cache_dir=None if cache_dir is None else str(cache_dir),
-        device=device,
-    )
+        diarizer = PyannotePipelineDiarizer.from_pretrained(str(directory), device=device)
+    else:
+        diarizer = PyannotePipelineDiarizer.from_pretrained(
+            source,
+            token=token,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            device=device,
+        )
+    diarizer.use_cpu_threads(cpu_threads)
+    return diarizer
 
 
 def segmentation_model(diarizer: Diarizer) -> Model | None:

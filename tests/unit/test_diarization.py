@@ -9,6 +9,7 @@ The loader tests build local pipeline directories offline, checkpoints reference
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from speakerscribe.diarization.diarizer import (
     load_diarizer,
 )
 from speakerscribe.diarization.short_turns import reassign_short_pieces, turn_changes
+from speakerscribe.diarization.sub_batches import SubBatches
 from speakerscribe.loudness import MIN_SPEECH_LEVEL_DB, speech_level_db
 from speakerscribe.types import SAMPLE_RATE, SpeakerTurn
 from tools.scoring import to_annotation
@@ -285,6 +287,55 @@ def test_bundled_default_is_a_pipeline_directory():
     """The default takes the same path as any local pipeline: config.yaml + checkpoints."""
     assert (bundled_pipeline_directory() / "config.yaml").is_file()
     assert isinstance(load_diarizer("bundled").pipeline, BundledDiarization)
+
+
+def test_sub_batches_give_the_rows_of_one_call_in_order():
+    threads = set()
+
+    def rows(batch):
+        threads.add(threading.get_ident())
+        return np.asarray(batch, dtype=np.float32)[:, None] * 2
+
+    batches = SubBatches(3)
+    assert batches.run(rows, list(range(7))).ravel().tolist() == [2.0 * i for i in range(7)]
+    assert len(threads) > 1
+    assert SubBatches(1).run(rows, [5]).ravel().tolist() == [10.0]
+    with pytest.raises(ValueError, match="at least 1"):
+        SubBatches(0)
+
+
+def test_on_cpu_the_bundled_diarizer_splits_its_batches_over_one_thread_workers(
+    diarizer, pyannote_data, monkeypatch
+):
+    """Workers of one torch thread each give the turns of one call on all the cores."""
+    audio = load_wav(pyannote_data / "sample.wav")
+    threads = torch.get_num_threads()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    try:
+        diarizer.use_cpu_threads(0)
+        assert torch.get_num_threads() == 1
+        assert diarizer.pipeline._segmentation.sub_batches.workers == 2
+        assert diarizer.pipeline._embedding.sub_batches.workers == 2
+        split = diarizer(audio)
+        diarizer.use_cpu_threads(1)
+        whole = diarizer(audio)
+    finally:
+        diarizer.use_cpu_threads(0)
+        torch.set_num_threads(threads)
+    assert [t.speaker for t in split] == [t.speaker for t in whole]
+    np.testing.assert_allclose(
+        [(t.start, t.end) for t in split], [(t.start, t.end) for t in whole], atol=0.02
+    )
+
+
+def test_on_a_gpu_the_threads_are_left_alone(diarizer):
+    threads = torch.get_num_threads()
+    gpu = PyannotePipelineDiarizer.__new__(PyannotePipelineDiarizer)
+    gpu.pipeline, gpu.device = diarizer.pipeline, torch.device("cuda")
+    workers = diarizer.pipeline._segmentation.sub_batches
+    gpu.use_cpu_threads(3)
+    assert torch.get_num_threads() == threads
+    assert diarizer.pipeline._segmentation.sub_batches is workers
 
 
 def _voices(rng, speakers: int, windows: int, spread: float = 0.5) -> tuple[np.ndarray, np.ndarray]:

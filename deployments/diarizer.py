@@ -32,7 +32,9 @@ class Diarizer:
         )
         segmentation = segmentation_model(self.model)
         self.overlap_detector = (
-            None if segmentation is None else OverlapDetector(segmentation, device=device)
+            None
+            if segmentation is None
+            else OverlapDetector(segmentation, device=device, sub_batches=self.model.sub_batches)
         )
         # pyannote pipelines keep per-call state: one call at a time per replica.
         self._lock = asyncio.Lock()

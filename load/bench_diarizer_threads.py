@@ -26,6 +26,7 @@ from _server import long_conversation, print_table
 
 from speakerscribe.devices import resolve_cpu_threads
 from speakerscribe.diarization.diarizer import load_diarizer
+from speakerscribe.diarization.sub_batches import SubBatches
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
     def median(on_callers: bool) -> float:
         return statistics.median(timed(on_callers) for _ in range(2 * args.repeat))
 
-    diarizer.pipeline.use_cpu_workers(1)
+    diarizer.pipeline.use_sub_batches(SubBatches(1))
     torch.set_num_threads(threads)
     rows = [(f"{args.minutes:g} min, {threads} intra-op threads, loading thread", median(False))]
     rows.append((f"{args.minutes:g} min, {threads} intra-op threads, other threads", median(True)))

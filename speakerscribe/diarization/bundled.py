@@ -175,10 +175,9 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         self._embedding.to(device)
         return self
 
-    def use_cpu_workers(self, workers: int) -> None:
-        """Segmentation chunks and CAM++ windows computed on ``workers`` threads, each on
-        one torch thread (``speakerscribe.diarization.sub_batches`` says why)."""
-        batches = SubBatches(workers)
+    def use_sub_batches(self, batches: SubBatches) -> None:
+        """Segmentation chunks and CAM++ windows computed as ``batches`` says: on CPU,
+        workers of one torch thread each (``speakerscribe.diarization.sub_batches``)."""
         self._segmentation.sub_batches = batches
         self._embedding.sub_batches = batches
 

@@ -34,6 +34,7 @@ from speakerscribe.devices import resolve_cpu_threads
 from speakerscribe.diarization.bundled import PIPELINE_CLASS, PIPELINE_DIRECTORY
 from speakerscribe.diarization.known_speakers import identify_speakers, name_turns
 from speakerscribe.diarization.overlap import merge_regions, overlap_regions
+from speakerscribe.diarization.sub_batches import SubBatches
 from speakerscribe.loudness import raised_to_level
 from speakerscribe.types import (
     SAMPLE_RATE,
@@ -145,6 +146,9 @@ class PyannotePipelineDiarizer:
     def __init__(self, pipeline: Pipeline, device: str = "cpu"):
         self.pipeline = pipeline
         self.device = torch.device(device)
+        self.sub_batches = SubBatches(1)
+        """How the pipeline's batches run (``use_cpu_threads``); an overlap detector on
+        the same model runs its own the same way."""
         if hasattr(pipeline, "to"):
             pipeline.to(self.device)
 
@@ -212,12 +216,13 @@ class PyannotePipelineDiarizer:
         if self.device.type != "cpu":
             return
         threads = resolve_cpu_threads(cpu_threads)
-        use_cpu_workers = getattr(self.pipeline, "use_cpu_workers", None)
-        if use_cpu_workers is None:
+        use_sub_batches = getattr(self.pipeline, "use_sub_batches", None)
+        if use_sub_batches is None:
             torch.set_num_threads(threads)
             return
         torch.set_num_threads(1)
-        use_cpu_workers(threads)
+        self.sub_batches = SubBatches(threads)
+        use_sub_batches(self.sub_batches)
 
 
 def bundled_pipeline_directory(cache_dir: str | Path | None = None) -> Path:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from speakerscribe.diarization.sub_batches import SubBatches
 from speakerscribe.loudness import raised_to_level
 from speakerscribe.types import SAMPLE_RATE, Segment, SpeakerTurn
 
@@ -247,13 +248,14 @@ class OverlapDetector:
         min_duration_on: float = 0.1,
         min_duration_off: float = 0.0,
         batch_size: int = 32,
+        sub_batches: SubBatches | None = None,
     ):
         import torch
 
         import speakerscribe.diarization.pyannote_offline  # noqa: F401  (before pyannote.audio)
 
         # isort: split
-        from pyannote.audio import Inference
+        from speakerscribe.diarization.bundled import SubBatchedInference
 
         if not 0.0 <= quantile <= 1.0:
             raise ValueError(f"quantile must be in [0, 1], got {quantile}")
@@ -270,13 +272,15 @@ class OverlapDetector:
         self.offset = float(offset)
         self.min_duration_on = float(min_duration_on)
         self.min_duration_off = float(min_duration_off)
-        self._inference = Inference(
+        self._inference = SubBatchedInference(
             segmentation,
             step=self.step,
             skip_aggregation=True,
             device=self.device,
             batch_size=batch_size,
         )
+        if sub_batches is not None:  # the diarizer's workers, on the same model
+            self._inference.sub_batches = sub_batches
         frames = segmentation.receptive_field
         self.frame_step = float(frames.step)
         self.frame_offset = float(frames.start + frames.duration / 2)

@@ -316,6 +316,7 @@ def test_on_cpu_the_bundled_diarizer_splits_its_batches_over_one_thread_workers(
         assert torch.get_num_threads() == 1
         assert diarizer.pipeline._segmentation.sub_batches.workers == 2
         assert diarizer.pipeline._embedding.sub_batches.workers == 2
+        assert diarizer.pipeline._embedding.sub_batches is diarizer.sub_batches
         split = diarizer(audio)
         diarizer.use_cpu_threads(1)
         whole = diarizer(audio)

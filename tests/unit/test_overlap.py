@@ -146,7 +146,11 @@ def test_detector_flags_half_of_the_reference_overlap(testdata):
             f"segmentation checkpoint missing at {segmentation_checkpoint_path()}; "
             "run `make models`"
         )
-    detector = OverlapDetector(segmentation_model(load_diarizer("bundled")), "cpu")
+    diarizer = load_diarizer("bundled")
+    detector = OverlapDetector(
+        segmentation_model(diarizer), "cpu", sub_batches=diarizer.sub_batches
+    )
+    assert detector._inference.sub_batches.workers == diarizer.sub_batches.workers
     whisper = load_whisper_model("bundled", device="cpu")
     data = testdata / "pyannote"
     covered = reference = outside = 0.0

@@ -6,6 +6,7 @@ time of one diarization for each layout, called the way a replica calls it:
 - torch intra-op threads (``torch.set_num_threads(cores)``), every call from the thread
   that loaded the model: the best case for intra-op threads;
 - the same, called from other threads once a second thread has run torch, as in a replica;
+- one torch thread, called from other threads;
 - the default: each batch split over ``cores`` workers of one torch thread each
   (``speakerscribe.diarization.sub_batches``), called from other threads.
 
@@ -61,6 +62,8 @@ def main() -> None:
     torch.set_num_threads(threads)
     rows = [(f"{args.minutes:g} min, {threads} intra-op threads, loading thread", median(False))]
     rows.append((f"{args.minutes:g} min, {threads} intra-op threads, other threads", median(True)))
+    torch.set_num_threads(1)
+    rows.append((f"{args.minutes:g} min, 1 thread, other threads", median(True)))
     diarizer.use_cpu_threads(args.cpu_threads)
     rows.append(
         (f"{args.minutes:g} min, {threads} workers x 1 thread, other threads", median(True))

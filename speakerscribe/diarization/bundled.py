@@ -108,7 +108,7 @@ class SubBatchedInference(Inference):
 
     sub_batches = SubBatches(1)
 
-    def infer(self, chunks: torch.Tensor) -> np.ndarray:
+    def infer(self, chunks: torch.Tensor) -> np.ndarray | tuple[np.ndarray]:
         return self.sub_batches.run(super().infer, chunks)
 
 

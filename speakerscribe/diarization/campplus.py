@@ -29,7 +29,7 @@ class CAMPPlusEmbedding:
     dimension = 192
     metric = "cosine"
     sub_batches = SubBatches(1)
-    """How ``embed_windows`` runs a batch; the pipeline sets workers (``use_cpu_workers``)."""
+    """How ``embed_windows`` runs a batch; the pipeline sets its workers (``use_sub_batches``)."""
 
     def __init__(self, weights: Path, architecture: Path, device: torch.device | None = None):
         module_name = "speakerscribe_campplus_architecture"

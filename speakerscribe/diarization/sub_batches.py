@@ -4,7 +4,7 @@ On CPU, torch's intra-op threads (libgomp) pay off only while every call comes f
 same thread: once a second thread has run torch, libgomp stops spinning between parallel
 regions and every region waits on a futex. A Ray actor's calls come from whichever pool
 thread is free (``asyncio.to_thread``), so there a diarization on two intra-op threads ran
-slower than on one. Threads that each compute a share of the batch on one torch thread
+no faster than on one. Threads that each compute a share of the batch on one torch thread
 form no OpenMP teams at all, and keep every core busy whichever thread calls.
 ``load/bench_diarizer_threads.py`` measures both layouts.
 """
@@ -29,10 +29,14 @@ class SubBatches:
             ThreadPoolExecutor(workers, thread_name_prefix="sub-batch") if workers > 1 else None
         )
 
-    def run(self, call: Callable[[Any], Any], batch: Any) -> np.ndarray:
-        """``call(batch)``; ``batch`` is anything sliceable (a list, a tensor)."""
+    def run(self, call: Callable[[Any], Any], batch: Any) -> Any:
+        """``call(batch)``: rows, or a tuple of rows (a multi-task model's outputs).
+        ``batch`` is anything sliceable (a list, a tensor)."""
         if self._pool is None or len(batch) < 2:
             return call(batch)
         size = -(-len(batch) // self.workers)
         parts = [batch[first : first + size] for first in range(0, len(batch), size)]
-        return np.concatenate(list(self._pool.map(call, parts)))
+        results = list(self._pool.map(call, parts))
+        if isinstance(results[0], tuple):
+            return tuple(np.concatenate(rows) for rows in zip(*results, strict=True))
+        return np.concatenate(results)

@@ -333,6 +333,11 @@ def test_sub_batches_give_the_rows_of_one_call_in_order():
     assert batches.run(rows, list(range(7))).ravel().tolist() == [2.0 * i for i in range(7)]
     assert len(threads) > 1
     assert SubBatches(1).run(rows, [5]).ravel().tolist() == [10.0]
+    first, second = batches.run(lambda batch: (rows(batch), -rows(batch)), list(range(5)))
+    assert (first.ravel().tolist(), second.ravel().tolist()) == (
+        [0, 2, 4, 6, 8],
+        [0, -2, -4, -6, -8],
+    )
     with pytest.raises(ValueError, match="at least 1"):
         SubBatches(0)
 

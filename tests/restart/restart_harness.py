@@ -77,6 +77,16 @@ class MakeServe:
             time.sleep(2)
         pytest.fail(f"not healthy {START_LIMIT_S:.0f} s after `make serve`; see {self.log}")
 
+    def crash(self) -> None:
+        """Everything gone at once, as on a power cut: `make serve` and every Ray process
+        killed, no graceful shutdown, so a running job cannot finish on the way down."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+        ray_stop = [str(VENV_BIN / "ray"), "stop", "--force"]
+        subprocess.run(ray_stop, capture_output=True, timeout=120, check=False)
+        self.process = None
+
     def stop(self) -> None:
         """`serve shutdown`, then `make serve` interrupted, then `ray stop`."""
         subprocess.run(

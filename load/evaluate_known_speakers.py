@@ -18,16 +18,12 @@ import argparse
 import itertools
 import warnings
 
-import soundfile as sf
 from _server import testdata_dir
 
-from speakerscribe.diarization.diarizer import diarize_request, load_diarizer
+from speakerscribe.diarization.diarizer import load_diarizer
 from speakerscribe.diarization.known_speakers import cosine
 from speakerscribe.settings import load_settings
-from speakerscribe.types import DiarizationOptions
-
-SPEAKERS = {"spk1": "alice", "spk2": "bob"}
-CLIPS = [f"{speaker}_snt{take}" for speaker in SPEAKERS for take in (1, 2, 3)]
+from tools.known_speakers import CLIPS, load_clips, run_trials, voice_of
 
 
 def main() -> None:
@@ -35,50 +31,24 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=load_settings().known_speaker_threshold)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    audio = {
-        clip: sf.read(testdata_dir() / "speechbrain" / f"{clip}.wav", dtype="float32")[0]
-        for clip in CLIPS
-    }
+    audio = load_clips(testdata_dir())
     diarizer = load_diarizer("bundled")
 
     voices = {clip: diarizer.embed(samples) for clip, samples in audio.items()}
     same, different = [], []
     for first, second in itertools.combinations(CLIPS, 2):
         score = cosine(voices[first], voices[second])
-        (same if first[:4] == second[:4] else different).append(score)
+        (same if voice_of(first) == voice_of(second) else different).append(score)
     print(
         f"cosine, whole clips: same speaker {min(same):.2f}-{max(same):.2f} ({len(same)} pairs), "
         f"different speakers {min(different):.2f}-{max(different):.2f} ({len(different)} pairs); "
         f"threshold {args.threshold:.2f}"
     )
-
-    def names_of(probe: str, enrolled: dict[str, str]) -> set[str]:
-        options = DiarizationOptions(
-            known_speakers={name: audio[clip] for name, clip in enrolled.items()}
-        )
-        answer = diarize_request(
-            diarizer, audio[probe], options, known_speaker_threshold=args.threshold
-        )
-        return {turn.speaker for turn in answer.turns}
-
-    right = total = 0
-    for first, second in itertools.product(CLIPS[:3], CLIPS[3:]):
-        enrolled = {SPEAKERS["spk1"]: first, SPEAKERS["spk2"]: second}
-        for probe in CLIPS:
-            if probe in (first, second):
-                continue
-            total += 1
-            right += names_of(probe, enrolled) == {SPEAKERS[probe[:4]]}
-    print(f"named right, one clip enrolled per speaker: {right}/{total}")
-
-    unnamed = strangers = 0
-    for enrolled_clip, probe in itertools.product(CLIPS, CLIPS):
-        if enrolled_clip[:4] == probe[:4]:
-            continue
-        strangers += 1
-        name = SPEAKERS[enrolled_clip[:4]]
-        unnamed += name not in names_of(probe, {name: enrolled_clip})
-    print(f"left unnamed, the other speaker alone enrolled: {unnamed}/{strangers}")
+    trials = run_trials(diarizer, audio, args.threshold)
+    print(f"named right, one clip enrolled per speaker: {trials.right}/{trials.named}")
+    print(f"left unnamed, the other speaker alone enrolled: {trials.unnamed}/{trials.strangers}")
+    for enrolled, probe, given in trials.failures:
+        print(f"  enrolled {', '.join(enrolled)}; {probe} named {sorted(given)}")
     print(f"\ncommand: python load/evaluate_known_speakers.py --threshold {args.threshold:g}")
 
 

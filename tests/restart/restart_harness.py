@@ -83,9 +83,7 @@ class MakeServe:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
-        ray_stop = [str(VENV_BIN / "ray"), "stop", "--force"]
-        subprocess.run(ray_stop, capture_output=True, timeout=120, check=False)
-        self.process = None
+        self._ray_stop()
 
     def stop(self) -> None:
         """`serve shutdown`, then `make serve` interrupted, then `ray stop`."""
@@ -102,6 +100,9 @@ class MakeServe:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(30)
+        self._ray_stop()
+
+    def _ray_stop(self) -> None:
         ray_stop = [str(VENV_BIN / "ray"), "stop", "--force"]
         subprocess.run(ray_stop, capture_output=True, timeout=120, check=False)
         self.process = None

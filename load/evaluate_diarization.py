@@ -11,7 +11,8 @@ the speakers found against the true count. The collar is 0 for the pyannote, AMI
 LibriSpeech references (word- or sample-exact turns) and 0.25 s for the coarse ones
 (``paa_example`` and ``falcon_test``: 0.1 s resolution). ``--sensitivity`` re-scores raw
 turns with each tuned value moved by ±20%, so a value that only works in a narrow window
-shows; it does the same for the word-to-speaker values of ``speakerscribe.alignment``,
+shows; it does the same for the values that shape transcript segments (the word-to-speaker
+values of ``speakerscribe.alignment``, and ``loudness.SILENCE_UNDER_LEVEL_DB``),
 on transcript segments from the transcription service run in this process (no Ray;
 the same code as the server, so its figures at the defaults match ``--server``).
 Single-speaker recordings (jfk.flac, the speechbrain clips) are checked for
@@ -104,8 +105,14 @@ TUNED = {  # pipeline parameter path → default, for the ±20% check
     for name, value in values.items()
 }
 
-ASSIGNMENT_VALUES = ("COVERED_FRACTION", "BACKCHANNEL_MAX_S", "BACKCHANNEL_RATIO")
-"""``speakerscribe.alignment``'s word-to-speaker values, for the ±20% check."""
+ASSIGNMENT_VALUES = (
+    (alignment, "COVERED_FRACTION"),
+    (alignment, "BACKCHANNEL_MAX_S"),
+    (alignment, "BACKCHANNEL_RATIO"),
+    (loudness, "SILENCE_UNDER_LEVEL_DB"),
+)
+"""The values that shape transcript segments (``speakerscribe.alignment``'s word-to-speaker
+values, and how far under the speech level silence starts), for the ±20% check."""
 
 
 class InProcessStages:
@@ -418,14 +425,14 @@ def assignment_sensitivity(diarizer, data: Path, references, uems) -> None:
     settings = load_settings(enable_speaker_diarization=True)
     service = TranscriptionService(settings, InProcessStages(settings, diarizer))
     print(
-        "\n±20% around each word-to-speaker value (transcript segments in-process, "
+        "\n±20% around each value that shapes transcript segments (in-process, "
         "mean DER over all files, counts right)"
     )
-    for name in ASSIGNMENT_VALUES:
-        tuned = getattr(alignment, name)
+    for module, name in ASSIGNMENT_VALUES:
+        tuned = getattr(module, name)
         cells = []
         for factor in (0.8, 1.0, 1.2):
-            setattr(alignment, name, tuned * factor)
+            setattr(module, name, tuned * factor)
             scored = [
                 score(
                     file,
@@ -441,8 +448,9 @@ def assignment_sensitivity(diarizer, data: Path, references, uems) -> None:
             cells.append(
                 f"{tuned * factor:.2f}: DER {mean:.3f}, {right}/{len(scored)} [{per_file}]"
             )
-        setattr(alignment, name, tuned)
-        print(f"  alignment.{name:34}\n    " + "\n    ".join(cells))
+        setattr(module, name, tuned)
+        where = module.__name__.rsplit(".", 1)[-1]
+        print(f"  {where}.{name:34}\n    " + "\n    ".join(cells))
 
 
 if __name__ == "__main__":

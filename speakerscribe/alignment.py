@@ -9,7 +9,8 @@ speaker's turns: widened out to them (Whisper's word times sit inside the speech
 segment that ends on its last word's end drops the rest of the turn), over another
 speaker's segment only where the diarizer heard both (so overlapped speech keeps both
 speakers), and cut back where Whisper ran a word on into silence. Labels become A, B,
-C… in order of first appearance, as OpenAI's diarizing model names them.
+C… in order of first appearance, as OpenAI's diarizing model names them. Last, no
+segment edge sits over audio with no sound in it at all (``trim_to_sound``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Set
 from itertools import accumulate
 
+import numpy as np
+
+from speakerscribe.loudness import SOUND_FRAME_S
 from speakerscribe.types import Segment, SpeakerTurn, Word
 
 COVERED_FRACTION = 0.5
@@ -349,14 +353,44 @@ def relabel_by_first_appearance(
     return mapping
 
 
+def trim_to_sound(segments: list[Segment], sounding: np.ndarray) -> None:
+    """Move each segment's edges, in place, off the silence at them (``sounding``: per
+    ``SOUND_FRAME_S`` frame, whether it holds sound, from ``loudness.sounding_frames``).
+
+    Whisper runs a last word on over a gap of digital silence, and widening to the turns
+    can too; nobody speaks there. Word times are clipped to the new edges. A segment with
+    no sound under it at all is left as it is.
+    """
+    per_s = round(1 / SOUND_FRAME_S)
+    for segment in segments:
+        first = max(0, int(segment.start * per_s))
+        last = min(len(sounding), int(np.ceil(segment.end * per_s)))
+        heard = np.flatnonzero(sounding[first:last])
+        if not len(heard):
+            continue
+        start = max(segment.start, (first + int(heard[0])) / per_s)
+        end = min(segment.end, (first + int(heard[-1]) + 1) / per_s)
+        if (start, end) == (segment.start, segment.end):
+            continue
+        segment.start, segment.end = start, end
+        for word in segment.words:
+            word.start = min(max(word.start, start), end)
+            word.end = max(min(word.end, end), word.start)
+
+
 def attribute_speakers(
-    segments: list[Segment], turns: list[SpeakerTurn], keep: Set[str] = frozenset()
+    segments: list[Segment],
+    turns: list[SpeakerTurn],
+    keep: Set[str] = frozenset(),
+    sounding: np.ndarray | None = None,
 ) -> list[Segment]:
-    """The whole step: assign, split at changes, widen to the turns, relabel A, B, C…
-    (names in ``keep`` stay)."""
+    """The whole step: assign, split at changes, widen to the turns, trim off silence
+    (where ``sounding`` is given), relabel A, B, C… (names in ``keep`` stay)."""
     assign_speakers(segments, turns)
     segments = split_at_speaker_changes(segments)
     widen_to_turns(segments, turns)
+    if sounding is not None:
+        trim_to_sound(segments, sounding)
     relabel_by_first_appearance(segments, keep)
     return segments
 

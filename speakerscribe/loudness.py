@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from speakerscribe.types import SAMPLE_RATE
+
 MIN_SPEECH_LEVEL_DB = -40.0
 """dBFS of the loud 25 ms frames under which audio is raised, for every model that
 raises (``load/evaluate_diarization.py --quieter`` scores recordings 10 to 40 dB down,
@@ -56,3 +58,28 @@ def raised_to_level(audio: np.ndarray, level_db: float | None = None) -> np.ndar
     """``audio`` lifted to ``level_db`` (a copy), or ``audio`` itself where it is not quieter."""
     gain = raising_gain(audio, level_db)
     return audio if gain == 1.0 else audio * np.float32(gain)
+
+
+SILENCE_UNDER_LEVEL_DB = 70.0
+"""Frames this far under the recording's speech level are silence, never speech: the
+digital silence of a gated call, an edited recording or clips joined with gaps. Room
+tone and breath sit 20-50 dB under speech, and even a studio's floor about 60
+(``load/evaluate_diarization.py --sensitivity`` sweeps this value at ±20%)."""
+SOUND_FRAME_S = 0.01
+
+
+def sounding_frames(audio: np.ndarray) -> np.ndarray:
+    """Per 10 ms frame, whether it holds any sound (is not silence as defined above).
+
+    Audio with no silence in it gives all ``True``; so does silent audio, where the
+    level itself is undefined.
+    """
+    frame = round(SOUND_FRAME_S * SAMPLE_RATE)
+    usable = len(audio) // frame * frame
+    frames = audio[:usable].reshape(-1, frame)
+    energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / frame
+    level = speech_level_db(audio)
+    if not np.isfinite(level):
+        return np.ones(len(frames), dtype=bool)
+    floor = 10.0 ** ((level - SILENCE_UNDER_LEVEL_DB) / 10.0)
+    return energy > floor

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from speakerscribe.alignment import attribute_speakers, merge_channels
+from speakerscribe.alignment import attribute_speakers, merge_channels, trim_to_sound
 from speakerscribe.audio import duration_s
 from speakerscribe.chunking import Piece, split_audio, split_utterances
 from speakerscribe.diarization.overlap import flag_overlaps
 from speakerscribe.formats import TranscriptionResult
+from speakerscribe.loudness import sounding_frames
 from speakerscribe.pipeline.prepared import PreparedAudio
 from speakerscribe.protocol import ServerVadChunking
 from speakerscribe.settings import Settings
@@ -43,13 +44,19 @@ def assemble_result(
 ) -> TranscriptionResult:
     multichannel = prepared.request.multichannel
     with prepared.clock.measure("merge"):
+        sounding = [sounding_frames(track) for track in prepared.tracks]
         if multichannel:
+            for segments, heard in zip(track_segments, sounding, strict=True):
+                trim_to_sound(segments, heard)
             segments = merge_channels(track_segments)
         elif prepared.runs_diarizer:
             names = set(prepared.diarization.known_speakers)
-            segments = attribute_speakers(track_segments[0], diarization.turns, keep=names)
+            segments = attribute_speakers(
+                track_segments[0], diarization.turns, keep=names, sounding=sounding[0]
+            )
         else:
             segments = track_segments[0]
+            trim_to_sound(segments, sounding[0])
         if prepared.diarization.detect_overlap:
             flag_overlaps(segments, diarization.overlaps)
     return TranscriptionResult(

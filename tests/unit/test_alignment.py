@@ -3,14 +3,18 @@ otherwise, segments split at changes."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from speakerscribe.alignment import (
     assign_speakers,
     attribute_speakers,
     letter_label,
     merge_channels,
     speaker_for_span,
+    trim_to_sound,
     widen_to_turns,
 )
+from speakerscribe.loudness import SOUND_FRAME_S
 from speakerscribe.types import Segment, SpeakerTurn, Word
 
 TURNS = [
@@ -192,6 +196,43 @@ def test_an_edge_just_outside_the_turn_stays():
     turns = [SpeakerTurn(0.0, 2.0, "spk_a")]
     result = attribute_speakers([_segment([Word(" fine.", 1.5, 2.5)])], turns)
     assert [(s.start, s.end) for s in result] == [(0.5, 2.5)]
+
+
+def _sounding(duration_s: float, silent: list[tuple[float, float]]) -> np.ndarray:
+    frames = np.ones(round(duration_s / SOUND_FRAME_S), dtype=bool)
+    for start, end in silent:
+        frames[round(start / SOUND_FRAME_S) : round(end / SOUND_FRAME_S)] = False
+    return frames
+
+
+def test_edges_over_silence_move_to_the_sound_and_words_follow():
+    """Whisper ran "here." on over a gap of digital silence (4.0-4.6 s) into the next
+    turn; a segment starting early over the same gap starts at the sound instead."""
+    ran_on = _segment([Word(" over", 2.0, 2.5), Word(" here.", 3.6, 4.5)])
+    early = _segment([Word(" next", 4.4, 5.0)])
+    trim_to_sound([ran_on, early], _sounding(6.0, [(4.0, 4.6)]))
+    assert (ran_on.start, ran_on.end) == (2.0, 4.0)
+    assert [(w.start, w.end) for w in ran_on.words] == [(2.0, 2.5), (3.6, 4.0)]
+    assert (early.start, early.end) == (4.6, 5.0)
+    assert [(w.start, w.end) for w in early.words] == [(4.6, 5.0)]
+
+
+def test_segments_over_sound_or_over_nothing_but_silence_stay():
+    inside = _segment([Word(" a", 1.0, 1.5), Word(" b", 1.6, 2.0)])
+    silent = _segment([Word(" hm", 4.1, 4.4)])
+    trim_to_sound([inside, silent], _sounding(6.0, [(0.0, 0.9), (4.0, 4.6)]))
+    assert (inside.start, inside.end) == (1.0, 2.0)
+    assert (silent.start, silent.end) == (4.1, 4.4)
+
+
+def test_widening_never_reaches_over_silence():
+    """The turn runs on to 5.0 s (as references keep a pause inside a turn), the
+    recording is silent from 3.0 s: the widened segment stops where the sound does."""
+    turns = [SpeakerTurn(0.0, 5.0, "spk_a")]
+    result = attribute_speakers(
+        [_segment([Word(" fine.", 1.5, 2.5)])], turns, sounding=_sounding(6.0, [(3.0, 6.0)])
+    )
+    assert [(s.start, s.end) for s in result] == [(0.5, 3.0)]
 
 
 def test_gap_word_takes_the_nearer_turn():

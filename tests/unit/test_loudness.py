@@ -58,7 +58,7 @@ def test_sparse_loud_speech_is_not_raised_past_full_scale():
 
 
 def test_digital_silence_is_no_sound_but_room_tone_and_quiet_talk_are():
-    """A tone at -23 dBFS, then room tone 50 dB under it, then exact zeros; the same
+    """A tone at -23 dBFS, then room tone about 50 dB under it, then exact zeros; the same
     recording 40 dB quieter keeps the same frames, since silence is under its own level."""
     second = round(1 / SOUND_FRAME_S)
     rng = np.random.default_rng(0)

@@ -105,7 +105,7 @@ TUNED = {  # pipeline parameter path → default, for the ±20% check
     for name, value in values.items()
 }
 
-ASSIGNMENT_VALUES = (
+SEGMENT_VALUES = (
     (alignment, "COVERED_FRACTION"),
     (alignment, "BACKCHANNEL_MAX_S"),
     (alignment, "BACKCHANNEL_RATIO"),
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                 cells[-1] += f" [{per_file}]"
             set_value(tuned)
             print(f"  {label:44}\n    " + "\n    ".join(cells))
-        assignment_sensitivity(diarizer, data, references, uems)
+        segment_sensitivity(diarizer, data, references, uems)
 
     if args.quieter:
         quieter_recordings(diarizer, audio, references, uems)
@@ -418,7 +418,7 @@ def quieter_recordings(diarizer, audio, references, uems) -> None:
         )
 
 
-def assignment_sensitivity(diarizer, data: Path, references, uems) -> None:
+def segment_sensitivity(diarizer, data: Path, references, uems) -> None:
     from speakerscribe.pipeline.service import TranscriptionService
     from speakerscribe.settings import load_settings
 
@@ -428,7 +428,7 @@ def assignment_sensitivity(diarizer, data: Path, references, uems) -> None:
         "\n±20% around each value that shapes transcript segments (in-process, "
         "mean DER over all files, counts right)"
     )
-    for module, name in ASSIGNMENT_VALUES:
+    for module, name in SEGMENT_VALUES:
         tuned = getattr(module, name)
         cells = []
         for factor in (0.8, 1.0, 1.2):

@@ -44,7 +44,7 @@ import torch
 import yaml
 from pyannote.audio import Inference, Model, Pipeline
 from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
-from pyannote.core import Annotation, SlidingWindowFeature
+from pyannote.core import Annotation, SlidingWindow, SlidingWindowFeature
 from pyannote.pipeline.parameter import Uniform
 from sklearn.cluster import MiniBatchKMeans
 
@@ -90,14 +90,14 @@ def _resolve(reference: Any) -> Path:
 
 
 def _regions(
-    count: SlidingWindowFeature, frames: np.ndarray, duration: float
+    frames: SlidingWindow, flags: np.ndarray, duration: float
 ) -> list[tuple[float, float]]:
-    """The ``(start, end)`` runs of the ``frames`` that are true, in seconds."""
+    """The ``(start, end)`` runs, in seconds, of the ``frames`` whose ``flags`` are true."""
     regions: list[tuple[float, float]] = []
-    changes = np.flatnonzero(np.diff(np.concatenate([[0], frames.astype(int), [0]])))
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(int), [0]])))
     for on, off in zip(changes[::2], changes[1::2], strict=True):
-        start = count.sliding_window[int(on)].middle
-        end = min(duration, count.sliding_window[int(off) - 1].middle)
+        start = frames[int(on)].middle
+        end = min(duration, frames[int(off) - 1].middle)
         if end > start:
             regions.append((max(0.0, start), end))
     return regions
@@ -224,7 +224,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
             skip_average=False,
         )
         count.data = np.rint(count.data)
-        return binary, count, _regions(count, count.data[:, 0] > 0, duration)
+        return binary, count, _regions(count.sliding_window, count.data[:, 0] > 0, duration)
 
     def _voices(
         self,
@@ -239,20 +239,19 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
         """Each window's voice. Without a count given, the voices are found on windows of
         ``one_speaker`` speech (those already embedded are reused), and every window
         takes the nearest; where there is too little of it, on all the windows."""
+        if num_speakers is not None:
+            return self._labels(embeddings, num_speakers, min_speakers, max_speakers)
         solo_windows = speech_windows(
             one_speaker, self.window_s, self.window_step_s, self.shortest_region_s
         )
-        if (
-            num_speakers is not None
-            or solo_windows == windows
-            or len(solo_windows) < 2 * MIN_NEW_VOICE_WINDOWS
-        ):
-            return self._labels(embeddings, num_speakers, min_speakers, max_speakers)
-        known = {window: row for row, window in enumerate(windows)}
-        new = [window for window in solo_windows if window not in known]
-        computed = self._embedding.embed_windows(audio, new, self.batch_size)
-        new_rows = dict(zip(new, computed, strict=True))
-        solo = np.stack([embeddings[known[w]] if w in known else new_rows[w] for w in solo_windows])
+        if solo_windows == windows or len(solo_windows) < 2 * MIN_NEW_VOICE_WINDOWS:
+            return self._labels(embeddings, None, min_speakers, max_speakers)
+        rows = dict(zip(windows, embeddings, strict=True))
+        new = [window for window in solo_windows if window not in rows]
+        rows.update(
+            zip(new, self._embedding.embed_windows(audio, new, self.batch_size), strict=True)
+        )
+        solo = np.stack([rows[window] for window in solo_windows])
         solo_labels = self._labels(solo, None, min_speakers, max_speakers)
         voices = centroids(solo, solo_labels, np.arange(int(solo_labels.max()) + 1))
         nearest = np.argmax(embeddings @ voices.T, axis=1)
@@ -374,7 +373,7 @@ class BundledDiarization(SpeakerDiarizationMixin, Pipeline):
             audio,
             windows,
             embeddings,
-            _regions(count, count.data[:, 0] == 1, duration),
+            _regions(count.sliding_window, count.data[:, 0] == 1, duration),
             num_speakers,
             min_speakers or 1,
             min(max_speakers or self.max_speakers, self.max_speakers),
